@@ -1,0 +1,1 @@
+"""Distiller and distillation loss (paper Sec. 3.4)."""
