@@ -33,8 +33,10 @@ setup(
         'tqdm',
     ],
     extras_require={
-        'tests': ['pytest', 'pytest-timeout'],
-        'plots': ['matplotlib'],
+        'tests': ['pytest', 'pytest-timeout', 'h5py'],
+        'plots': ['matplotlib', 'scikit-learn'],
+        # the official NYUv2 labelled .mat is MATLAB v7.3 (HDF5)
+        'convert': ['h5py'],
     },
     license='Apache License 2.0',
     zip_safe=False,

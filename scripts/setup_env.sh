@@ -63,7 +63,7 @@ if ! "$PY" -c "from mmcv import _ext" >/dev/null 2>&1; then
 fi
 
 log "installing mmseg-dfss (editable) with its dependencies"
-"${PIP[@]}" install -q --no-build-isolation -e "$ROOT[tests,plots]"
+"${PIP[@]}" install -q --no-build-isolation -e "$ROOT[tests,plots,convert]"
 
 if ! imports_ok; then
   log "set-up finished but imports still fail:"

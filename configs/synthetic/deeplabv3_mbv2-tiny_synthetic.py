@@ -9,6 +9,6 @@ model = dict(
         strides=(1, 2, 2, 1, 1, 1, 1),
         dilations=(1, 1, 1, 2, 2, 4, 4),
         out_indices=(1, 2, 4, 6),
-        norm_cfg={{_base_.norm_cfg}}),
+        norm_cfg=dict(type='SyncBN', requires_grad=True)),
     decode_head=dict(in_channels=80, channels=32),
     auxiliary_head=dict(in_channels=24, channels=16))

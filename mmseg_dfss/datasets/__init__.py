@@ -1,5 +1,9 @@
+from .camvid import CamVidDataset
+from .coco_pool import COCOPoolDataset
+from .nyuv2 import NYUv2Dataset
 from .synthetic_pool import SyntheticPoolDataset
 from .synthetic_scenes import SyntheticScenesDataset
 from .unlabeled_image import UnlabeledImageDataset
 
-__all__ = ['SyntheticScenesDataset', 'SyntheticPoolDataset', 'UnlabeledImageDataset']
+__all__ = ['SyntheticScenesDataset', 'SyntheticPoolDataset', 'UnlabeledImageDataset',
+           'NYUv2Dataset', 'CamVidDataset', 'COCOPoolDataset']
