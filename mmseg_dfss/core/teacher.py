@@ -7,6 +7,7 @@ checkpoint file and the keys, never a silently half-random teacher.
 """
 import copy
 import os.path as osp
+import pickle
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
@@ -56,7 +57,12 @@ def checkpoint_state_dict(path):
     """The ``state_dict`` of an MMEngine or plain checkpoint, ``module.`` prefix removed."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-    ckpt = _load_checkpoint(path, map_location='cpu')
+    try:
+        ckpt = _load_checkpoint(path, map_location='cpu')
+    except pickle.UnpicklingError as e:
+        raise pickle.UnpicklingError(
+            f'checkpoint {path!r} holds objects that are not allowed to be unpickled '
+            f'(torch.load weights_only): {e}') from e
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f'checkpoint {path!r} holds no state_dict')

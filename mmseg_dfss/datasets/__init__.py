@@ -1,3 +1,4 @@
+from .ads_dataset import ADSDataset
 from .camvid import CamVidDataset
 from .coco_pool import COCOPoolDataset
 from .nyuv2 import NYUv2Dataset
@@ -6,4 +7,4 @@ from .synthetic_scenes import SyntheticScenesDataset
 from .unlabeled_image import UnlabeledImageDataset
 
 __all__ = ['SyntheticScenesDataset', 'SyntheticPoolDataset', 'UnlabeledImageDataset',
-           'NYUv2Dataset', 'CamVidDataset', 'COCOPoolDataset']
+           'NYUv2Dataset', 'CamVidDataset', 'COCOPoolDataset', 'ADSDataset']

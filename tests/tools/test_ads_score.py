@@ -1,0 +1,129 @@
+"""tools/ads_score.py: CSV, plots, sub-domain mix, and a 2-process gloo run."""
+import csv
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmseg_dfss.core import build_frozen_segmentor
+
+TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
+EPS = 16
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory, synthetic_root, repo_root):
+    """A random-init teacher (BN stats randomised) and an ADS config over the pool."""
+    root = tmp_path_factory.mktemp('ads_tool')
+    torch.manual_seed(0)
+    model = build_frozen_segmentor(osp.join(repo_root, TEACHER))
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+    ckpt = str(root / 'teacher.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    cfg = str(root / 'ads_cfg.py')
+    with open(cfg, 'w') as f:
+        f.write(f"""
+_base_ = [{osp.join(repo_root, 'configs/synthetic/ads_r18-tiny_synthetic-pool.py')!r}]
+train_dataloader = dict(dataset=dict(
+    dataset=dict(data_root={osp.join(synthetic_root, 'pool')!r}),
+    teacher={osp.join(repo_root, TEACHER)!r}, teacher_checkpoint={ckpt!r},
+    num_samples={EPS}, score_batch_size=5, cache_dir={str(root / 'cache')!r}))
+""")
+    return root, cfg
+
+
+def read_csv(path):
+    with open(path, newline='') as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        return header, list(reader)
+
+
+@pytest.fixture(scope='module')
+def single_run(setup, tool):
+    """One single-process run with plots (cache on); shared by the tests below."""
+    root, cfg = setup
+    out, plots = root / 'scores.csv', root / 'plots'
+    proc = tool('tools/ads_score.py', cfg, '--out', out, '--plot', plots)
+    return out, plots, proc
+
+
+def test_csv_plots_and_subdomain_mix(single_run):
+    out, plots, proc = single_run
+    header, rows = read_csv(out)
+    assert header == ['index', 'img_path', 'score', 'weight', 'selected']
+    assert [int(r[0]) for r in rows] == list(range(64))
+    kept = [r for r in rows if r[4] == '1']
+    assert len(kept) == EPS and all(r[4] in '01' for r in rows)
+    assert all(r[3] == '' for r in rows if r[4] == '0')
+    kept_scores = sorted(float(r[2]) for r in kept)
+    rest = [float(r[2]) for r in rows if r[4] == '0']
+    assert max(kept_scores) <= min(rest)  # the eps lowest d are the kept ones
+    weights = {float(r[2]): float(r[3]) for r in kept}
+    assert weights[kept_scores[0]] == 1.0 and weights[kept_scores[-1]] == 0.0
+    for name in ('d_hist.png', 'gallery.png', 'subdomain_mix.png'):
+        assert osp.getsize(plots / name) > 1000
+    mix = json.loads((plots / 'subdomain_mix.json').read_text())
+    assert set(mix) == {'ads', 'random', 'confidence'}
+    assert all(sum(m.values()) == EPS for m in mix.values())
+    assert mix['ads'] != mix['random']
+    assert 'sub-domain mix (ads)' in proc.stdout and 'kept (eps): 16' in proc.stdout
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_run_equals_one_process(setup, single_run, repo_root):
+    root, cfg = setup
+    one = single_run[0]
+    # no cache: both ranks really score their shard (also checks --cfg-options)
+    no_cache = 'train_dataloader.dataset.cache_dir=None'
+    two = root / 'two.csv'
+    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={_free_port()}', osp.join(repo_root, 'tools/ads_score.py'), cfg,
+         '--launcher', 'pytorch', '--out', str(two), '--cfg-options', no_cache],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    h1, r1 = read_csv(one)
+    h2, r2 = read_csv(two)
+    assert h1 == h2
+    assert [(r[0], r[1], r[4]) for r in r1] == [(r[0], r[1], r[4]) for r in r2]
+    for a, b in zip(r1, r2):
+        assert float(a[2]) == pytest.approx(float(b[2]), rel=1e-6)
+
+
+def test_csv_rows_for_unreadable_and_non_finite_images(tmp_path, repo_root):
+    import importlib.util
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mmseg_dfss.core import ScoreResult
+    spec = importlib.util.spec_from_file_location('ads_score',
+                                                  osp.join(repo_root, 'tools/ads_score.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = ScoreResult('ads', np.array([2.0, np.nan, np.inf, 0.5]), ['a.png', 'b.png', 'c.png',
+                                                                     'd.png'],
+                      errors={1: 'AssertionError: failed to load image: b.png'})
+    ds = SimpleNamespace(result=res, selected=np.array([3, 0]), weights=np.array([1.0, 0.0]))
+    mod.write_csv(str(tmp_path / 's.csv'), ds)
+    header, rows = read_csv(tmp_path / 's.csv')
+    assert header == ['index', 'img_path', 'score', 'weight', 'selected']
+    assert rows == [['0', 'a.png', '2.0', '0.0', '1'], ['1', 'b.png', '', '', '0'],
+                    ['2', 'c.png', 'inf', '', '0'], ['3', 'd.png', '0.5', '1.0', '1']]

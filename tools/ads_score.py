@@ -1,0 +1,219 @@
+"""Score the open-world pool of a config's ADSDataset and write the scores as CSV.
+
+    python tools/ads_score.py CONFIG [--out scores.csv] [--plot DIR]
+                              [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+
+CONFIG's ``train_dataloader.dataset`` must be an ``ADSDataset``. The CSV has one row
+per pool image: ``index,img_path,score,weight,selected`` (score: the strategy's
+ranking key, lower kept first; empty for unreadable images; weight only for kept
+images). ``--plot DIR`` writes ``d_hist.png`` (d with the eps cut), ``gallery.png``
+(lowest-d and highest-d images) and, for pools whose samples carry ``subdomain``,
+``subdomain_mix.png``/``.json`` (what 'ads', 'random' and 'confidence' each keep).
+Distributed: ``bash``-launch with torchrun and ``--launcher pytorch``; every rank
+scores a shard, rank 0 writes the outputs.
+"""
+import argparse
+import copy
+import csv
+import json
+import os
+import os.path as osp
+import time
+
+import mmseg_dfss  # noqa: F401  (registers the plugin)
+import numpy as np
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.dist import get_dist_info, init_dist, is_main_process
+from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS
+
+STRATEGIES = ('ads', 'random', 'confidence')
+GALLERY_N = 8
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description='Score an open-world pool with ADS (DFSS Sec. 3.3)')
+    p.add_argument('config', help='config whose train_dataloader.dataset is an ADSDataset')
+    p.add_argument('--out', default=None,
+                   help='CSV path (default: <work_dir or work_dirs/ads>/ads_scores.csv)')
+    p.add_argument('--plot', default=None, metavar='DIR', help='write figures into DIR')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config entries, e.g. '
+                   'train_dataloader.dataset.strategy=random')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def ads_dataset_cfg(cfg, config_path):
+    ds = cfg.get('train_dataloader', {}).get('dataset')
+    if not ds or ds.get('type') != 'ADSDataset':
+        got = None if not ds else ds.get('type')
+        raise ValueError(f'{config_path}: train_dataloader.dataset must be an ADSDataset '
+                         f'(type={got!r})')
+    return ds
+
+
+def write_csv(path, ds):
+    res = ds.result
+    weight = {int(i): float(w) for i, w in zip(ds.selected, ds.weights)}
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f, lineterminator='\n')
+        w.writerow(['index', 'img_path', 'score', 'weight', 'selected'])
+        for i, p in enumerate(res.paths):
+            score = '' if i in res.errors else repr(float(res.scores[i]))
+            w.writerow([i, p, score, repr(weight[i]) if i in weight else '',
+                        1 if i in weight else 0])
+
+
+def summary(ds, seconds):
+    res = ds.result
+    n = len(res.paths)
+    lines = [
+        f'strategy: {ds.strategy}   pool: {n} images   unreadable: {len(res.errors)}   '
+        f'non-finite: {len(res.nonfinite)}   kept (eps): {len(ds.selected)}',
+        f'kept scores: {ds.distances.min():.6g} .. {ds.distances.max():.6g}   '
+        f'all finite scores: {np.nanmin(res.scores):.6g} .. {np.nanmax(res.scores):.6g}',
+        f'time: {seconds:.1f} s ({n / max(seconds, 1e-9):.1f} img/s, cached scores included)',
+    ]
+    for i, err in list(res.errors.items())[:10]:
+        lines.append(f'  unreadable: {res.paths[i]}: {err}')
+    if len(res.errors) > 10:
+        lines.append(f'  ... and {len(res.errors) - 10} more unreadable')
+    mix = ds.subdomain_mix()
+    if mix:
+        lines.append('kept sub-domains: ' + ', '.join(f'{k}={v}' for k, v in sorted(mix.items())))
+    return '\n'.join(lines)
+
+
+def _read_rgb(path, side=96):
+    import mmcv
+    img = mmcv.imread(path, channel_order='rgb')
+    return mmcv.imrescale(img, side / min(img.shape[:2])) if img is not None else None
+
+
+def plot_hist(ads_ds, out_dir):
+    import matplotlib.pyplot as plt
+    d = ads_ds.result.scores[np.isfinite(ads_ds.result.scores)]
+    cut = float(ads_ds.distances.max())
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(d, bins=min(60, max(10, d.size // 10)), color='tab:blue', alpha=0.8)
+    ax.axvline(cut, color='tab:red', ls='--',
+               label=f'eps = {len(ads_ds.selected)} kept (d <= {cut:.4g})')
+    ax.set_xlabel('d (Eq. 9, summed over BN layers)')
+    ax.set_ylabel('pool images')
+    ax.set_title(f'ADS distance over the pool ({d.size} readable images)')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, 'd_hist.png'), dpi=120)
+    plt.close(fig)
+
+
+def plot_gallery(ads_ds, out_dir):
+    import matplotlib.pyplot as plt
+    scores = ads_ds.result.scores
+    finite = np.flatnonzero(np.isfinite(scores))
+    order = finite[np.lexsort((finite, scores[finite]))]
+    k = min(GALLERY_N, order.size)
+    rows = [('lowest d', order[:k]), ('highest d', order[::-1][:k])]
+    fig, axes = plt.subplots(2, k, figsize=(1.8 * k, 4.2), squeeze=False)
+    for r, (label, idx) in enumerate(rows):
+        for c, i in enumerate(idx):
+            ax = axes[r][c]
+            img = _read_rgb(ads_ds.result.paths[i])
+            if img is not None:
+                ax.imshow(img)
+            ax.set_title(f'{scores[i]:.3g}', fontsize=8)
+            ax.axis('off')
+        axes[r][0].text(-0.1, 0.5, label, transform=axes[r][0].transAxes, rotation=90,
+                        va='center', ha='right', fontsize=9)
+    fig.suptitle('pool images by ADS distance d (kept first: lowest)')
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, 'gallery.png'), dpi=120)
+    plt.close(fig)
+
+
+def plot_mix(mixes, out_dir):
+    import matplotlib.pyplot as plt
+    subs = sorted({s for m in mixes.values() for s in m})
+    with open(osp.join(out_dir, 'subdomain_mix.json'), 'w') as f:
+        json.dump(mixes, f, indent=1, sort_keys=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(mixes)
+    for j, (strategy, mix) in enumerate(mixes.items()):
+        xs = np.arange(len(subs)) + j * width
+        ax.bar(xs, [mix.get(s, 0) for s in subs], width, label=strategy)
+    ax.set_xticks(np.arange(len(subs)) + 0.4 - width / 2)
+    ax.set_xticklabels(subs)
+    ax.set_ylabel('kept images')
+    ax.set_title('sub-domains kept by each strategy (same eps)')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, 'subdomain_mix.png'), dpi=120)
+    plt.close(fig)
+
+
+def setup_dist(launcher):
+    """MMEngine's ``init_dist`` (NCCL on GPUs). On a CPU-only torch its pytorch
+    launcher calls ``torch.cuda.set_device`` and fails, so torchrun's env:// is
+    used with gloo directly."""
+    if torch.cuda.is_available() or launcher != 'pytorch':
+        init_dist(launcher, backend='nccl' if torch.cuda.is_available() else 'gloo')
+    else:
+        torch.distributed.init_process_group(backend='gloo')
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    if args.launcher != 'none':
+        setup_dist(args.launcher)
+    ds_cfg = ads_dataset_cfg(cfg, args.config)
+    work_dir = cfg.get('work_dir') or 'work_dirs/ads'
+    out = args.out or osp.join(work_dir, 'ads_scores.csv')
+
+    t0 = time.time()
+    ds = DATASETS.build(copy.deepcopy(ds_cfg))
+    seconds = time.time() - t0
+    if is_main_process():
+        write_csv(out, ds)
+        print(summary(ds, seconds))
+        print(f'CSV: {out}')
+
+    if args.plot:
+        variants = {ds.strategy: ds}
+        has_subdomains = bool(ds.subdomain_mix())
+        wanted = STRATEGIES if has_subdomains else ('ads', )
+        for strategy in wanted:
+            if strategy not in variants:
+                other = copy.deepcopy(ds_cfg)
+                other['strategy'] = strategy
+                variants[strategy] = DATASETS.build(other)
+        if is_main_process():
+            os.makedirs(args.plot, exist_ok=True)
+            plot_hist(variants['ads'], args.plot)
+            plot_gallery(variants['ads'], args.plot)
+            written = ['d_hist.png', 'gallery.png']
+            if has_subdomains:
+                mixes = {s: variants[s].subdomain_mix() for s in STRATEGIES}
+                plot_mix(mixes, args.plot)
+                written += ['subdomain_mix.png', 'subdomain_mix.json']
+                for s in STRATEGIES:
+                    m = mixes[s]
+                    print(f'sub-domain mix ({s}): ' +
+                          ', '.join(f'{k}={v}' for k, v in sorted(m.items())))
+            print(f'plots: {", ".join(osp.join(args.plot, w) for w in written)}')
+    if get_dist_info()[1] > 1:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == '__main__':
+    main()
