@@ -1,0 +1,166 @@
+"""Every shipped DFSS/KD config runs end to end through tools/train.py (2 training
+iterations, validation on 2 test images, student export) on fabricated tiny NYUv2,
+CamVid and COCO layouts with random-init teacher checkpoints; sizes are shrunk with
+--cfg-options only. The eps/ablation variants differ from their parent config in
+exactly the keys they name (checked fast); running each of them is marked slow."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from dataset_layouts import make_camvid, make_coco, make_nyuv2_toolkit
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MAIN = ['dfss/deeplabv3_r50_to_mbv2_nyuv2.py', 'dfss/deeplabv3_r50_to_mbv2_camvid.py',
+        'dfss/deeplabv3_r101_to_r18_nyuv2.py', 'kd/deeplabv3_r50_to_mbv2_nyuv2_original-data.py']
+VARIANTS = {  # suffix: the keys (path, value) it changes in its parent
+    'eps15k': {('train_dataloader', 'dataset', 'num_samples'): 15000},
+    'eps20k': {('train_dataloader', 'dataset', 'num_samples'): 20000},
+    'random': {('train_dataloader', 'dataset', 'strategy'): 'random',
+               ('model', 'distill_loss', 'mode'): 'vanilla'},
+    'confidence': {('train_dataloader', 'dataset', 'strategy'): 'confidence',
+                   ('model', 'distill_loss', 'mode'): 'vanilla'},
+    'vanilla': {('model', 'distill_loss', 'mode'): 'vanilla'},
+    'wdd': {('model', 'distill_loss', 'mode'): 'wdd'},
+}
+
+
+def shipped():
+    found = sorted(osp.relpath(p, osp.join(REPO, 'configs'))
+                   for pattern in ('dfss/*.py', 'kd/*.py')
+                   for p in glob.glob(osp.join(REPO, 'configs', pattern)))
+    assert found, 'no shipped configs found'
+    return found
+
+
+@pytest.fixture(scope='module')
+def layouts(tmp_path_factory):
+    root = tmp_path_factory.mktemp('layouts')
+    # 4 training images: 2 full batches of 2 (the configs drop a last batch of 1)
+    return dict(nyuv2=make_nyuv2_toolkit(str(root / 'nyuv2'), train=(1, 3, 4, 6)),
+                camvid=make_camvid(str(root / 'camvid'),
+                                   counts=(('train', 4), ('val', 2), ('test', 2))),
+                coco=make_coco(str(root / 'coco')), root=str(root))
+
+
+_teachers = {}
+
+
+def teacher_checkpoint(teacher_cfg, out_dir):
+    """A random-init checkpoint of the teacher config (saved once per config)."""
+    if teacher_cfg not in _teachers:
+        from mmseg.registry import MODELS
+        from mmseg_dfss.core import load_model_config
+        model = revert_sync_batchnorm(MODELS.build(load_model_config(teacher_cfg)))
+        model.init_weights()
+        path = osp.join(out_dir, osp.basename(teacher_cfg).replace('.py', '.pth'))
+        torch.save(dict(state_dict=model.state_dict()), path)
+        _teachers[teacher_cfg] = path
+    return _teachers[teacher_cfg]
+
+
+def tiny_options(cfg, layouts, work):
+    """--cfg-options that point the config at the fabricated layouts and shrink it:
+    inputs 32 px, 4 of the 5 COCO images (or the 4 NYUv2 train images) per epoch,
+    batch 2, one epoch (2 iterations)."""
+    ckpt = teacher_checkpoint(osp.join(REPO, cfg.model.teacher), layouts['root'])
+    data = layouts['nyuv2'] if 'NYU' in cfg.val_dataloader.dataset.type else layouts['camvid']
+    opts = [f'model.teacher_checkpoint={ckpt}', 'model.data_preprocessor.size=(32,32)',
+            'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False',
+            'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+            'param_scheduler.0.T_max=1', 'param_scheduler.0.end=1',
+            'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1',
+            'default_hooks.visualization.draw=False']
+    for loader in ('val_dataloader', 'test_dataloader'):
+        opts += [f'{loader}.dataset.data_root={data}', f'{loader}.dataset.pipeline.1.scale=32',
+                 f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
+    ds = cfg.train_dataloader.dataset
+    if ds.type == 'ADSDataset':
+        opts += [f'train_dataloader.dataset.teacher_checkpoint={ckpt}',
+                 f'train_dataloader.dataset.dataset.data_root={layouts["coco"]}',
+                 'train_dataloader.dataset.num_samples=4',
+                 f'train_dataloader.dataset.cache_dir={work}/ads_cache',
+                 'train_dataloader.dataset.score_batch_size=2',
+                 'train_dataloader.dataset.score_num_workers=0',
+                 'train_dataloader.dataset.score_pipeline.1.scale=32',
+                 'train_dataloader.dataset.dataset.pipeline.1.scale=32',
+                 'train_dataloader.dataset.dataset.pipeline.2.crop_size=(32,32)']
+    else:  # KD on the original training images
+        opts += [f'train_dataloader.dataset.data_root={data}',
+                 'train_dataloader.dataset.pipeline.2.scale=32',
+                 'train_dataloader.dataset.pipeline.3.crop_size=(32,32)']
+    return opts
+
+
+def run_two_iterations(config, layouts, tmp_path, tool):
+    path = osp.join('configs', config)
+    cfg = Config.fromfile(osp.join(REPO, path))
+    work = str(tmp_path / 'work')
+    proc = tool('tools/train.py', path, '--work-dir', work, '--cfg-options',
+                *tiny_options(cfg, layouts, work))
+    out = proc.stdout + proc.stderr
+    assert 'Epoch(train) [1][2/2]' in out and 'loss_wdpd' in out, out[-3000:]
+    assert 'wdpd_alpha' in out
+    assert 'Epoch(val) [1][2/2]' in out and 'mIoU' in out
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    assert osp.isfile(osp.join(work, 'student', 'student.pth'))
+    assert osp.isfile(osp.join(work, 'student', 'student_config.py'))
+    return out
+
+
+@pytest.mark.parametrize('config', MAIN)
+def test_main_configs_train_two_iterations(config, layouts, tmp_path, tool):
+    run_two_iterations(config, layouts, tmp_path, tool)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', [c for c in shipped() if c not in MAIN])
+def test_other_configs_train_two_iterations(config, layouts, tmp_path, tool):
+    run_two_iterations(config, layouts, tmp_path, tool)
+
+
+def _get(cfg, keys):
+    for k in keys:
+        cfg = cfg[k]
+    return cfg
+
+
+def _flat(obj, prefix=()):
+    if isinstance(obj, dict):
+        return {k: v for key, val in obj.items() for k, v in _flat(val, prefix + (key, )).items()}
+    return {prefix: obj}
+
+
+def test_every_config_is_covered_and_variants_change_only_their_keys():
+    configs = shipped()
+    variants = [c for c in configs if c not in MAIN]
+    for config in variants:
+        if config == 'kd/deeplabv3_r50_to_mbv2_camvid_original-data.py':
+            parent, changed = 'kd/deeplabv3_r50_to_mbv2_nyuv2_original-data.py', None
+        else:
+            stem, suffix = osp.basename(config)[:-3].rsplit('_', 1)
+            assert suffix in VARIANTS, f'{config}: not a known variant, add it to MAIN'
+            parent, changed = f'dfss/{stem}.py', VARIANTS[suffix]
+        if changed is None:
+            continue
+        child = _flat(Config.fromfile(osp.join(REPO, 'configs', config)).to_dict())
+        base = _flat(Config.fromfile(osp.join(REPO, 'configs', parent)).to_dict())
+        diff = {k for k in set(child) | set(base) if child.get(k) != base.get(k)}
+        assert diff == set(changed), (config, diff)
+        for keys, value in changed.items():
+            assert child[keys] == value
+
+
+def test_paper_protocol_in_the_main_configs():
+    for name in ('nyuv2', 'camvid'):
+        cfg = Config.fromfile(osp.join(REPO, f'configs/dfss/deeplabv3_r50_to_mbv2_{name}.py'))
+        assert cfg.train_dataloader.dataset.num_samples == 10000
+        assert cfg.train_dataloader.batch_size * 8 == 192
+        assert cfg.train_cfg.max_epochs == 150 and cfg.optim_wrapper.optimizer.type == 'SGD'
+        assert cfg.param_scheduler[0].type == 'CosineAnnealingLR'
+        assert cfg.model.distill_loss.mode == 'wdpd' and cfg.model.distill_loss.ramp == 0.5
+        assert cfg.model.data_preprocessor.mean == [127.5] * 3
+        assert {h.type for h in cfg.custom_hooks} == {'WDPDHook', 'StudentExportHook'}
