@@ -3,6 +3,10 @@ import os.path as osp
 import runpy
 import sys
 
+# CPU-only torch under --launcher pytorch: DDP of a CPU module takes no device ids
+CPU_DDP_OPTIONS = ('model_wrapper_cfg.type=MMDistributedDataParallel',
+                   'model_wrapper_cfg.device_ids=None', 'env_cfg.dist_cfg.backend=gloo')
+
 
 def find_mmseg_tool(name):
     """Path of MMSeg's ``tools/<name>``: in the installed package's ``.mim`` folder,
@@ -18,9 +22,45 @@ def find_mmseg_tool(name):
         'install mmsegmentation from PyPI (its wheel ships the tools) or from source')
 
 
+def _launcher(argv):
+    for i, arg in enumerate(argv):
+        if arg == '--launcher' and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith('--launcher='):
+            return arg.split('=', 1)[1]
+    return 'none'
+
+
+def with_cfg_options(argv, options):
+    """``argv`` with ``options`` added to ``--cfg-options``, before the user's own
+    (which therefore win on a shared key)."""
+    argv = list(argv)
+    if '--cfg-options' in argv:
+        i = argv.index('--cfg-options') + 1
+        return argv[:i] + list(options) + argv[i:]
+    return argv + ['--cfg-options', *options]
+
+
 def run_mmseg_tool(name, argv=None):
     """Executes MMSeg's ``tools/<name>`` as ``__main__`` with ``argv`` (default:
-    this process's arguments), so every flag of MMSeg's tool works unchanged."""
+    this process's arguments), so every flag of MMSeg's tool works unchanged.
+
+    With ``--launcher pytorch`` on a torch without CUDA (multi-process CPU runs,
+    gloo), MMEngine's launcher would call ``torch.cuda.set_device`` and fail: the
+    gloo process group is created here instead (MMEngine then uses it) and DDP is
+    told to wrap a CPU module (:data:`CPU_DDP_OPTIONS`).
+    """
+    import torch
+    import torch.distributed as dist
     path = find_mmseg_tool(name)
-    sys.argv = [path] + list(sys.argv[1:] if argv is None else argv)
-    runpy.run_path(path, run_name='__main__')
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cpu_dist = _launcher(argv) == 'pytorch' and not torch.cuda.is_available()
+    if cpu_dist:
+        dist.init_process_group(backend='gloo')
+        argv = with_cfg_options(argv, CPU_DDP_OPTIONS)
+    sys.argv = [path] + argv
+    try:
+        runpy.run_path(path, run_name='__main__')
+    finally:
+        if cpu_dist and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,171 @@
+"""Interruption: ADS scoring killed with SIGKILL part-way resumes from its partial
+cache and ends with the CSV of an uninterrupted run; a training run killed part-way
+and resumed with --resume keeps the ADS selection and continues the WDPD schedule
+(alpha, loss, lr) number for number from the iteration it stopped at."""
+import csv
+import os
+import os.path as osp
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from reliability_utils import tiny_options
+
+POOL = 600
+SCORE_PIPELINE = "[dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]"
+
+
+@pytest.fixture(scope='module')
+def pool_config(tmp_path_factory, repo_root, teacher_ckpt):
+    """600 random 64 px images (about 5 s of scoring at batch 4) and an ADS config."""
+    import cv2
+    root = tmp_path_factory.mktemp('kill_pool')
+    (root / 'pool').mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(POOL):
+        img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        img[:, :32] //= (i % 7) + 1
+        cv2.imwrite(str(root / 'pool' / f'{i:05d}.png'), img)
+    cfg = root / 'ads.py'
+    base = osp.join(repo_root, 'configs/synthetic/ads_r18-tiny_synthetic-pool.py')
+    cfg.write_text(f"""_base_ = [{base!r}]
+train_dataloader = dict(dataset=dict(
+    dataset=dict(_delete_=True, type='UnlabeledImageDataset',
+                 data_prefix=dict(img_path={str(root / 'pool')!r}), pipeline={SCORE_PIPELINE}),
+    teacher={osp.join(repo_root, 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py')!r},
+    teacher_checkpoint={teacher_ckpt!r}, num_samples=60, score_batch_size=4,
+    cache_dir={str(root / 'cache')!r}))
+""")
+    return root, str(cfg)
+
+
+def _env(repo_root):
+    return dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+
+
+def _rows(path):
+    with open(path, newline='') as f:
+        return list(csv.reader(f))
+
+
+def _lines(path):
+    try:
+        with open(path, 'rb') as f:
+            return f.read().count(b'\n')
+    except OSError:
+        return 0
+
+
+def test_sigkilled_scoring_resumes_and_matches_an_uninterrupted_run(pool_config, repo_root,
+                                                                    tool):
+    root, cfg = pool_config
+    ref = root / 'reference.csv'
+    tool('tools/ads_score.py', cfg, '--out', ref, '--cfg-options',
+         'train_dataloader.dataset.cache_dir=None')
+
+    out = root / 'resumed.csv'
+    proc = subprocess.Popen([sys.executable, osp.join(repo_root, 'tools/ads_score.py'), cfg,
+                             '--out', str(out)], cwd=repo_root, env=_env(repo_root),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    part, deadline = None, time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            parts = [osp.join(d, f) for d, _, fs in os.walk(root / 'cache') for f in fs
+                     if f == 'part-0.jsonl']
+            if parts and _lines(parts[0]) >= POOL // 4:
+                part = parts[0]
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and part is None:
+            proc.kill()
+        proc.wait()
+    assert part is not None and proc.returncode == -signal.SIGKILL, \
+        'scoring finished before it could be killed'
+    assert not out.exists()
+    scored_before_kill = _lines(part)
+    assert POOL // 4 <= scored_before_kill < POOL
+
+    proc = tool('tools/ads_score.py', cfg, '--out', out)
+    log = proc.stdout + proc.stderr
+    reused = int(re.search(r'reusing (\d+)/600 scores', log).group(1))
+    # every complete line flushed before the kill is reused (a torn last line,
+    # which has no newline yet, is dropped and its image scored again)
+    assert reused == scored_before_kill
+    # the rerun scored only the other images (+1: the torn line, closed by a newline)
+    assert POOL <= _lines(part) <= POOL + 1
+    ref_rows, rows = _rows(ref), _rows(out)
+    assert [(r[0], r[1], r[4]) for r in rows] == [(r[0], r[1], r[4]) for r in ref_rows]
+    assert sum(r[4] == '1' for r in rows) == 60
+    for a, b in zip(rows[1:], ref_rows[1:]):
+        assert float(a[2]) == pytest.approx(float(b[2]), rel=1e-6)
+        assert (a[3] == '') == (b[3] == '')
+        if a[3]:
+            assert float(a[3]) == pytest.approx(float(b[3]), rel=1e-6, abs=1e-9)
+
+
+ITER_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\]\s+lr: (\S+) .*loss_wdpd: (\S+)'
+                       r'\s+wdpd_alpha: (\S+)')
+
+
+def _iters(log):
+    """{iteration: (lr, loss_wdpd, wdpd_alpha)} from a training log."""
+    return {int(m.group(1)): tuple(float(m.group(k)) for k in (3, 4, 5))
+            for m in ITER_LINE.finditer(log)}
+
+
+def _kept(log):
+    return re.search(r'ADS \(ads\): kept .*', log).group(0)
+
+
+@pytest.mark.slow
+def test_sigkilled_training_resumes_selection_and_wdpd_schedule(tmp_path, synthetic_root,
+                                                                teacher_ckpt, cpu_dfss_config,
+                                                                repo_root, tool):
+    total = 12
+    full = str(tmp_path / 'full')
+    proc = tool('tools/train.py', cpu_dfss_config, '--work-dir', full, '--cfg-options',
+                *tiny_options(synthetic_root, teacher_ckpt, full, max_iters=total))
+    full_log = proc.stdout + proc.stderr
+    reference = _iters(full_log)
+    assert sorted(reference) == list(range(1, total + 1))
+    alphas = [reference[i][2] for i in range(1, total + 1)]
+    assert alphas[0] < alphas[4] < 1.0 and alphas[-1] == 1.0  # the ramp of Eq. 13
+
+    work = str(tmp_path / 'killed')
+    opts = tiny_options(synthetic_root, teacher_ckpt, work, max_iters=total)
+    proc = subprocess.Popen([sys.executable, osp.join(repo_root, 'tools/train.py'),
+                             cpu_dfss_config, '--work-dir', work, '--cfg-options', *opts],
+                            cwd=repo_root, env=_env(repo_root), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            # MMEngine writes last_checkpoint right after iter_N.pth
+            if osp.isfile(osp.join(work, 'last_checkpoint')):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, 'training finished before it could be killed'
+    with open(osp.join(work, 'last_checkpoint')) as f:
+        resumed_from = int(re.search(r'iter_(\d+)\.pth', f.read()).group(1))
+    assert 2 <= resumed_from < total // 2  # inside the ramp: alpha still rising there
+
+    proc = tool('tools/train.py', cpu_dfss_config, '--work-dir', work, '--resume',
+                '--cfg-options', *opts)
+    log = proc.stdout + proc.stderr
+    assert f'resumed epoch: 0, iter: {resumed_from}' in log, log[-3000:]
+    assert _kept(log) == _kept(full_log)  # the same ADS selection (scores, sub-domains)
+    resumed = _iters(log)
+    assert sorted(resumed) == list(range(resumed_from + 1, total + 1))
+    for i in resumed:  # lr, loss and the WDPD alpha of the uninterrupted run
+        assert resumed[i] == pytest.approx(reference[i], rel=1e-3), i
