@@ -22,7 +22,7 @@ model = dict(
     teacher_checkpoint=teacher_checkpoint,
     student=student,
     distill_loss=dict(type='WDPDLoss', mode=loss_mode, ramp=0.5, loss_weight=1.0),
-    data_preprocessor={{_base_.data_preprocessor}})
+    data_preprocessor={{_base_.dfad_data_preprocessor}})
 train_dataloader = dict(
     batch_size=24,  # per GPU: 8 GPUs x 24 = the paper's 192
     num_workers=4,

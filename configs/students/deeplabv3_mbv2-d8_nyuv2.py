@@ -9,19 +9,11 @@
 # ImageNet initialisation: the zoo config downloads mmcls://mobilenet_v2; nothing is
 # downloaded here (pretrained=None): set `pretrained` below to a local MobileNetV2
 # ImageNet checkpoint you have.
-_base_ = ['mmseg::_base_/models/deeplabv3_r50-d8.py']
+_base_ = ['mmseg::_base_/models/deeplabv3_r50-d8.py', '../_base_/datasets/nyuv2.py']
 num_classes = 13
 head_channels = 112
 pretrained = None
-crop_size = (128, 128)
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    mean=[127.5, 127.5, 127.5],
-    std=[127.5, 127.5, 127.5],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=crop_size)
+data_preprocessor = {{_base_.dfad_data_preprocessor}}
 model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=pretrained,

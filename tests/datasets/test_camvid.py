@@ -45,7 +45,7 @@ def test_class_subset_composes_with_void(tmp_path):
 def test_shipped_config_builds_with_only_data_root_changed(tmp_path, repo_root):
     root = make_camvid(str(tmp_path))
     cfg = Config.fromfile(osp.join(repo_root, 'configs/_base_/datasets/camvid.py'))
-    assert cfg.data_preprocessor.size == (128, 128)
+    assert cfg.dfad_data_preprocessor.size == (128, 128)
     train = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=root))
     test = DATASETS.build(dict(cfg.test_dataloader.dataset, data_root=root))
     assert (len(train), len(test)) == (3, 2)

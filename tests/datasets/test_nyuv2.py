@@ -66,7 +66,7 @@ def test_layout_argument_wins_and_both_layouts_are_ambiguous(tmp_path):
 def test_shipped_config_builds_with_only_data_root_changed(tmp_path, repo_root):
     root = make_nyuv2_dfad(str(tmp_path))
     cfg = Config.fromfile(osp.join(repo_root, 'configs/_base_/datasets/nyuv2.py'))
-    assert cfg.data_preprocessor.mean == [127.5] * 3 and cfg.data_preprocessor.std == [127.5] * 3
+    assert cfg.dfad_data_preprocessor.mean == [127.5] * 3 and cfg.dfad_data_preprocessor.std == [127.5] * 3
     assert cfg.val_evaluator.type == 'IoUMetric'
     train_cfg = dict(cfg.train_dataloader.dataset, data_root=root)
     test_cfg = dict(cfg.test_dataloader.dataset, data_root=root)

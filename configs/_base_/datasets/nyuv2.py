@@ -36,7 +36,9 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
-data_preprocessor = dict(
+# DFAD's normalisation, for the model configs that use this protocol (named apart from
+# MMSeg's model-base `data_preprocessor`, so both bases can be inherited together)
+dfad_data_preprocessor = dict(
     type='SegDataPreProcessor',
     mean=[127.5, 127.5, 127.5],
     std=[127.5, 127.5, 127.5],
