@@ -37,7 +37,7 @@ DFSS_CFG = 'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py'
 
 SETTINGS = {
     'default': dict(num_train=300, num_test=100, pool_size=2000, num_samples=600,
-                    teacher_iters=1200, student_iters=1200, distill_iters=1200),
+                    teacher_iters=1500, student_iters=1500, distill_iters=1500),
     'tiny': dict(num_train=24, num_test=8, pool_size=64, num_samples=24, teacher_iters=10,
                  student_iters=10, distill_iters=10),
 }
