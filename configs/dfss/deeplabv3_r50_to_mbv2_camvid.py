@@ -43,5 +43,9 @@ train_dataloader = dict(
         score_num_workers=4,
         cache_dir='work_dirs/ads_cache',
         seed=0))
-custom_hooks = [dict(type='WDPDHook'), dict(type='StudentExportHook')]
+custom_hooks = [
+    dict(type='WDPDHook'),
+    dict(type='ADSSelectionHook'),
+    dict(type='StudentExportHook'),
+]
 log_processor = dict(by_epoch=True)

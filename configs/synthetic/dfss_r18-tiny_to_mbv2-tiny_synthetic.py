@@ -61,4 +61,8 @@ train_dataloader = dict(
         score_num_workers=0,
         cache_dir='work_dirs/ads_cache',
         seed=0))
-custom_hooks = [dict(type='WDPDHook'), dict(type='StudentExportHook')]
+custom_hooks = [
+    dict(type='WDPDHook'),
+    dict(type='ADSSelectionHook'),
+    dict(type='StudentExportHook'),
+]

@@ -163,4 +163,5 @@ def test_paper_protocol_in_the_main_configs():
         assert cfg.param_scheduler[0].type == 'CosineAnnealingLR'
         assert cfg.model.distill_loss.mode == 'wdpd' and cfg.model.distill_loss.ramp == 0.5
         assert cfg.model.data_preprocessor.mean == [127.5] * 3
-        assert {h.type for h in cfg.custom_hooks} == {'WDPDHook', 'StudentExportHook'}
+        assert {h.type for h in cfg.custom_hooks} == {
+            'WDPDHook', 'ADSSelectionHook', 'StudentExportHook'}

@@ -1,0 +1,77 @@
+"""ADSSelectionHook: a resumed run must train on the ADS selection it started with."""
+import os
+import os.path as osp
+from types import SimpleNamespace
+
+import mmcv
+import numpy as np
+import pytest
+import torch
+
+from mmseg_dfss.datasets import ADSDataset
+from mmseg_dfss.engine import ADSSelectionHook
+
+TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
+
+
+def _pool(root, n):
+    os.makedirs(root, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        mmcv.imwrite(rng.integers(0, 256 // (i + 1), (32, 32, 3), dtype=np.uint8),
+                     osp.join(root, f'img{i:02d}.png'))
+
+
+@pytest.fixture(scope='module')
+def teacher_ckpt(tmp_path_factory, repo_root):
+    from mmseg_dfss.core import build_frozen_segmentor
+    torch.manual_seed(0)
+    model = build_frozen_segmentor(osp.join(repo_root, TEACHER))
+    path = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
+    torch.save({'state_dict': model.state_dict()}, path)
+    return path
+
+
+def _runner(repo_root, pool_root, cache, ckpt):
+    dataset = ADSDataset(
+        dataset=dict(type='UnlabeledImageDataset', data_prefix=dict(img_path=pool_root),
+                     pipeline=[dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]),
+        teacher=osp.join(repo_root, TEACHER), teacher_checkpoint=ckpt, num_samples=3,
+        score_pipeline=[dict(type='LoadImageFromFile'), dict(type='PackSegInputs')],
+        cache_dir=cache)
+    loop = SimpleNamespace(dataloader=SimpleNamespace(dataset=dataset))
+    return SimpleNamespace(_train_loop=loop)
+
+
+def test_checkpoint_carries_the_selection_and_resume_checks_it(tmp_path, repo_root,
+                                                              teacher_ckpt):
+    pool = str(tmp_path / 'pool')
+    _pool(pool, 6)
+    hook = ADSSelectionHook()
+    runner = _runner(repo_root, pool, str(tmp_path / 'cache'), teacher_ckpt)
+    checkpoint = {'meta': {}}
+    hook.before_save_checkpoint(runner, checkpoint)
+    saved = checkpoint['meta']['ads_selection']
+    assert saved['num_samples'] == 3 and saved['strategy'] == 'ads'
+
+    # same pool: the resumed run rebuilds the same selection and goes on
+    hook.after_load_checkpoint(_runner(repo_root, pool, str(tmp_path / 'cache'), teacher_ckpt), checkpoint)
+
+    # a kept image removed from the pool: the selection changes, resume is refused
+    kept = runner._train_loop.dataloader.dataset
+    os.remove(kept.dataset.get_data_info(int(kept.selected[0]))['img_path'])
+    changed = _runner(repo_root, pool, str(tmp_path / 'cache'), teacher_ckpt)
+    with pytest.raises(RuntimeError, match='ADS selection differs from the checkpoint'):
+        hook.after_load_checkpoint(changed, checkpoint)
+    ADSSelectionHook(on_mismatch='warn').after_load_checkpoint(changed, checkpoint)
+
+
+def test_without_ads_dataset_or_built_loop_it_does_nothing():
+    hook = ADSSelectionHook()
+    checkpoint = {'meta': {}}
+    hook.before_save_checkpoint(SimpleNamespace(_train_loop=dict(type='IterBasedTrainLoop')),
+                                checkpoint)
+    hook.after_load_checkpoint(SimpleNamespace(_train_loop=None), checkpoint)
+    assert 'ads_selection' not in checkpoint['meta']
+    with pytest.raises(ValueError, match='on_mismatch'):
+        ADSSelectionHook(on_mismatch='ignore')
