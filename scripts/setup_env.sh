@@ -57,7 +57,7 @@ fi
 
 if ! "$PY" -c "from mmcv import _ext" >/dev/null 2>&1; then
   log "no compiled mmcv importable: building mmcv==$MMCV_VERSION with ops" \
-      "(about 25 minutes on 2 cores the first time; pip's wheel cache makes it fast afterwards)"
+      "(about 16 minutes on 2 cores the first time; pip's wheel cache makes it fast afterwards)"
   MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
     "${PIP[@]}" install --no-build-isolation "mmcv==$MMCV_VERSION"
 fi
