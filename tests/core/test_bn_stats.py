@@ -4,21 +4,12 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from model_utils import randomise_bn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg_dfss.core import BNStatsDistance, build_frozen_segmentor, select_bn_layers
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
-
-
-def randomise_bn(model, seed=0):
-    """Random init leaves running stats at 0/1; give them values like a trained net's."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.5)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
-    return model
 
 
 @pytest.fixture(scope='module')

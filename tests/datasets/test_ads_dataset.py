@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
-from torch.nn.modules.batchnorm import _BatchNorm
+from model_utils import randomise_bn
 from torch.utils.data import DataLoader
 
 from mmseg_dfss.core import BNStatsDistance, PoolScorer, build_frozen_segmentor, eq11_weights
@@ -27,15 +27,6 @@ TRAIN_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='RandomFlip', prob=0
 @pytest.fixture(autouse=True)
 def mmseg_scope():
     init_default_scope('mmseg')
-
-
-def randomise_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.5)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
-    return model
 
 
 @pytest.fixture(scope='module')
