@@ -41,22 +41,41 @@ def with_cfg_options(argv, options):
     return argv + ['--cfg-options', *options]
 
 
+def init_cpu_dist(launcher):
+    """The gloo process group of a ``--launcher pytorch|slurm`` run on a torch without
+    CUDA. ``pytorch``: torchrun's env://. ``slurm``: MMEngine's own slurm launcher
+    (rank, world size, MASTER_ADDR from ``SLURM_*`` and ``scontrol``), minus its
+    ``torch.cuda.set_device`` call, which a CPU-only torch cannot make."""
+    import torch
+    import torch.distributed as dist
+    if launcher == 'pytorch':
+        dist.init_process_group(backend='gloo')
+        return
+    from unittest import mock
+
+    from mmengine.dist import init_dist
+    with mock.patch.object(torch.cuda, 'set_device', lambda device: None):
+        init_dist(launcher, backend='gloo')
+
+
 def run_mmseg_tool(name, argv=None):
     """Executes MMSeg's ``tools/<name>`` as ``__main__`` with ``argv`` (default:
     this process's arguments), so every flag of MMSeg's tool works unchanged.
 
-    With ``--launcher pytorch`` on a torch without CUDA (multi-process CPU runs,
-    gloo), MMEngine's launcher would call ``torch.cuda.set_device`` and fail: the
-    gloo process group is created here instead (MMEngine then uses it) and DDP is
-    told to wrap a CPU module (:data:`CPU_DDP_OPTIONS`).
+    With ``--launcher pytorch`` or ``slurm`` on a torch without CUDA (multi-process
+    CPU runs, gloo), MMEngine's launcher would call ``torch.cuda.set_device`` and
+    fail: the gloo process group is created here instead (:func:`init_cpu_dist`;
+    MMEngine then uses it) and DDP is told to wrap a CPU module
+    (:data:`CPU_DDP_OPTIONS`).
     """
     import torch
     import torch.distributed as dist
     path = find_mmseg_tool(name)
     argv = list(sys.argv[1:] if argv is None else argv)
-    cpu_dist = _launcher(argv) == 'pytorch' and not torch.cuda.is_available()
+    launcher = _launcher(argv)
+    cpu_dist = launcher in ('pytorch', 'slurm') and not torch.cuda.is_available()
     if cpu_dist:
-        dist.init_process_group(backend='gloo')
+        init_cpu_dist(launcher)
         argv = with_cfg_options(argv, CPU_DDP_OPTIONS)
     sys.argv = [path] + argv
     try:

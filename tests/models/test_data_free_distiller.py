@@ -109,15 +109,27 @@ def test_loss_uses_each_samples_ads_weight(repo_root, teacher_ckpt):
 
 
 def test_predict_and_forward_are_the_students(repo_root, teacher_ckpt):
+    """Validation, test and export see the student: the distiller predicts exactly
+    what a stand-alone student built from the student config with the trained
+    weights predicts, and not what the teacher predicts."""
     model = build(repo_root, teacher_ckpt)
     model.eval()
+    alone = revert_sync_batchnorm(MODELS.build(load_model_config(f'{repo_root}/{STUDENT}')))
+    missing, unexpected = alone.load_state_dict(model.student.state_dict(), strict=False)
+    assert not missing and all(k.startswith('auxiliary_head.') for k in unexpected)
+    alone.eval()
     data = model.data_preprocessor(batch(), training=False)
     with torch.no_grad():
         ours = model.predict(**copy.deepcopy(data))
-        theirs = model.student.predict(**copy.deepcopy(data))
-        assert torch.equal(model._forward(data['inputs']), model.student._forward(data['inputs']))
+        theirs = alone.predict(**copy.deepcopy(data))
+        teachers = model.teacher.predict(**copy.deepcopy(data))
+        assert torch.equal(model._forward(data['inputs']), alone._forward(data['inputs']))
     for a, b in zip(ours, theirs):
+        assert torch.equal(a.seg_logits.data, b.seg_logits.data)
         assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+    # the check can tell the two networks apart on this batch
+    assert not all(torch.equal(a.pred_sem_seg.data, t.pred_sem_seg.data)
+                   for a, t in zip(ours, teachers))
 
 
 def test_class_mismatch_is_a_build_error(repo_root, teacher_ckpt):

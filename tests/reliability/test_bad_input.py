@@ -154,18 +154,29 @@ def _batch(n=2, size=32):
 
 
 def test_non_finite_teacher_logits_are_excluded_and_counted(distiller):
+    """A sample whose teacher logits are NaN teaches nothing: the batch loss is the
+    finite sample's own loss, the bad sample's input gets exactly zero gradient,
+    and it is counted."""
     model = distiller
-    model.eval()
+    model.eval()  # BN on running statistics: the samples do not interact
+    data = model.data_preprocessor(_batch(), training=True)
+    with torch.no_grad():
+        alone = model.loss(data['inputs'][:1], data['data_samples'][:1])['loss_wdpd']
+    counted = model.nonfinite_teacher_samples
     # conv_seg is the last layer of the head (the head itself is called as .forward())
     handle = model.teacher.decode_head.conv_seg.register_forward_hook(
         lambda mod, args, out: torch.cat([out[:1], torch.full_like(out[1:], float('nan'))]))
+    inputs = data['inputs'].clone().requires_grad_(True)
     try:
-        data = model.data_preprocessor(_batch(), training=True)
-        loss = model.loss(**data)['loss_wdpd']
+        loss = model.loss(inputs, data['data_samples'])['loss_wdpd']
     finally:
         handle.remove()
     assert torch.isfinite(loss), 'a sample with non-finite teacher logits poisoned the loss'
-    assert model.nonfinite_teacher_samples == 1
+    assert loss.item() == pytest.approx(alone.item(), rel=1e-5)
+    assert model.nonfinite_teacher_samples == counted + 1
+    model.zero_grad()
     loss.backward()
+    assert torch.count_nonzero(inputs.grad[1]) == 0, 'the bad sample still trains the student'
+    assert torch.count_nonzero(inputs.grad[0]) > 0
     assert all(torch.isfinite(p.grad).all() for p in model.student.parameters()
                if p.grad is not None)

@@ -100,24 +100,43 @@ def test_mmengine_loader_used_by_resume_and_load_from_refuses_it(tmp_path):
     assert not osp.exists(marker)
 
 
+def _one_line_pickle(marker):
+    """A pickle of the payload with no newline byte: a reader that splits the file
+    into lines and unpickles a line that is not JSON would run it."""
+    for protocol in range(pickle.HIGHEST_PROTOCOL, -1, -1):
+        blob = pickle.dumps(Payload(marker), protocol=protocol)
+        if b'\n' not in blob:
+            return blob
+    raise AssertionError('every pickle protocol put a newline in the payload')
+
+
 def test_score_cache_is_json_and_a_planted_pickle_is_never_unpickled(tmp_path, repo_root,
                                                                      pool_dir, teacher_ckpt):
     cache = str(tmp_path / 'cache')
     first = ads(repo_root, pool_dir, teacher_ckpt, cache)
     (folder, ) = os.listdir(cache)
-    files = sorted(os.listdir(osp.join(cache, folder)))
-    assert files == ['meta.json', 'part-0.jsonl']
-    json.load(open(osp.join(cache, folder, 'meta.json')))
-    with open(osp.join(cache, folder, 'part-0.jsonl')) as f:
-        assert all(json.loads(line) for line in f)  # JSON lines, nothing else
+    folder = osp.join(cache, folder)
+    files = sorted(os.listdir(folder))
+    assert 'meta.json' in files and files != ['meta.json'], files
+    json.load(open(osp.join(folder, 'meta.json')))
+    parts = [f for f in files if f != 'meta.json']
+    for name in parts:
+        with open(osp.join(folder, name)) as f:
+            assert all(json.loads(line) for line in f)  # JSON lines, nothing else
 
-    # an attacker (or a broken tool) replaces the scores with a pickle
+    # an attacker (or a broken tool) plants pickles where the cache reads scores: a
+    # line of every score file, and a whole new score file named like the others
     marker = str(tmp_path / 'code_ran')
-    with open(osp.join(cache, folder, 'part-0.jsonl'), 'wb') as f:
-        f.write(pickle.dumps(Payload(marker)))
-    with open(osp.join(cache, folder, 'part-1.pkl'), 'wb') as f:
-        f.write(pickle.dumps(Payload(marker)))
-    again = ads(repo_root, pool_dir, teacher_ckpt, cache)
+    blob = _one_line_pickle(marker)
+    for name in parts:
+        with open(osp.join(folder, name), 'ab') as f:
+            f.write(blob + b'\n')
+    planted = parts[0].replace('0', '7', 1) if '0' in parts[0] else 'x' + parts[0]
+    assert planted not in parts
+    with open(osp.join(folder, planted), 'wb') as f:
+        f.write(blob)
     assert not osp.exists(marker)
+    again = ads(repo_root, pool_dir, teacher_ckpt, cache)
+    assert not osp.exists(marker), 'a pickle planted in the score cache was unpickled'
     np.testing.assert_allclose(again.result.scores, first.result.scores, rtol=1e-6)
     assert list(again.selected) == list(first.selected)

@@ -6,30 +6,21 @@ import os.path as osp
 import socket
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
-import torch
-from torch.nn.modules.batchnorm import _BatchNorm
-
-from mmseg_dfss.core import build_frozen_segmentor
+from mmengine.config import Config
+from mmseg.registry import DATASETS
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
 EPS = 16
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory, synthetic_root, repo_root):
-    """A random-init teacher (BN stats randomised) and an ADS config over the pool."""
+def setup(tmp_path_factory, synthetic_root, repo_root, teacher_ckpt):
+    """An ADS config over the synthetic pool with the random-init teacher."""
     root = tmp_path_factory.mktemp('ads_tool')
-    torch.manual_seed(0)
-    model = build_frozen_segmentor(osp.join(repo_root, TEACHER))
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.5)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
-    ckpt = str(root / 'teacher.pth')
-    torch.save({'state_dict': model.state_dict()}, ckpt)
+    ckpt = teacher_ckpt
     cfg = str(root / 'ads_cfg.py')
     with open(cfg, 'w') as f:
         f.write(f"""
@@ -58,7 +49,7 @@ def single_run(setup, tool):
     return out, plots, proc
 
 
-def test_csv_plots_and_subdomain_mix(single_run):
+def test_csv_plots_and_subdomain_mix(single_run, setup, synthetic_root):
     out, plots, proc = single_run
     header, rows = read_csv(out)
     assert header == ['index', 'img_path', 'score', 'weight', 'selected']
@@ -76,7 +67,18 @@ def test_csv_plots_and_subdomain_mix(single_run):
     mix = json.loads((plots / 'subdomain_mix.json').read_text())
     assert set(mix) == {'ads', 'random', 'confidence'}
     assert all(sum(m.values()) == EPS for m in mix.values())
-    assert mix['ads'] != mix['random']
+    # each entry counts the sub-domains of what that strategy keeps: for 'ads' the
+    # CSV's kept rows, for the others their own selection on the same pool and eps
+    pool = osp.join(synthetic_root, 'pool')
+    with open(osp.join(pool, 'pool.csv'), newline='') as f:
+        tag = {osp.join(pool, r['filename']): r['subdomain'] for r in csv.DictReader(f)}
+    expected = {'ads': dict(Counter(tag[r[1]] for r in kept))}
+    for strategy in ('random', 'confidence'):
+        ds_cfg = Config.fromfile(setup[1]).train_dataloader.dataset
+        ds_cfg.update(strategy=strategy, cache_dir=None)
+        expected[strategy] = DATASETS.build(ds_cfg).subdomain_mix()
+    assert mix == expected
+    assert expected['ads'] != expected['random']  # so the check tells them apart
     assert 'sub-domain mix (ads)' in proc.stdout and 'kept (eps): 16' in proc.stdout
 
 

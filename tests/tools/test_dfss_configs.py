@@ -9,6 +9,7 @@ import os.path as osp
 import pytest
 import torch
 from dataset_layouts import make_camvid, make_coco, make_nyuv2_toolkit
+from log_utils import read_scalars, train_steps
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
@@ -102,9 +103,11 @@ def run_two_iterations(config, layouts, tmp_path, tool):
     proc = tool('tools/train.py', path, '--work-dir', work, '--cfg-options',
                 *tiny_options(cfg, layouts, work))
     out = proc.stdout + proc.stderr
-    assert 'Epoch(train) [1][2/2]' in out and 'loss_wdpd' in out, out[-3000:]
-    assert 'wdpd_alpha' in out
-    assert 'Epoch(val) [1][2/2]' in out and 'mIoU' in out
+    train, val = read_scalars(work)
+    steps = train_steps(train, 'loss', 'loss_wdpd', 'wdpd_alpha')  # finite numbers
+    assert sorted(steps) == [1, 2], out[-3000:]
+    assert all(loss > 0 and 0 <= alpha <= 1 for _, loss, alpha in steps.values()), steps
+    assert [0 <= r['mIoU'] <= 100 for r in val if 'mIoU' in r] == [True], val
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
     assert osp.isfile(osp.join(work, 'student', 'student.pth'))
     assert osp.isfile(osp.join(work, 'student', 'student_config.py'))

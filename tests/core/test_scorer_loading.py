@@ -1,0 +1,86 @@
+"""PoolScorer as configs use it: a pool of many image sizes scored with any batch size
+gives each image the score it gets alone (also when more sizes are pending than fit a
+batch window), and ``score_num_workers > 0`` loads the images in worker processes and
+gives the scores of an in-process run."""
+import os
+import os.path as osp
+
+import mmcv
+import numpy as np
+import pytest
+from mmcv.transforms import BaseTransform
+from mmengine.registry import init_default_scope
+from mmseg.registry import TRANSFORMS
+
+from mmseg_dfss.core import PoolScorer
+from mmseg_dfss.datasets import UnlabeledImageDataset
+
+TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
+PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
+# 12 sizes, 3 images each, interleaved: at batch 4 every size is still short of a
+# full batch when 16+ images are pending
+SHAPES = [(24 + 4 * (k % 4), 24 + 4 * (k // 4)) for k in range(12)]
+
+
+@TRANSFORMS.register_module(force=True)
+class RecordLoaderPid(BaseTransform):
+    """Test probe: appends the id of the process that loads each image to a file."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def transform(self, results):
+        with open(self.log, 'a') as f:
+            f.write(f'{os.getpid()}\n')
+        return results
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    init_default_scope('mmseg')
+
+
+@pytest.fixture(scope='module')
+def mixed_pool(tmp_path_factory):
+    root = tmp_path_factory.mktemp('mixed_pool')
+    rng = np.random.default_rng(0)
+    for i in range(3 * len(SHAPES)):
+        h, w = SHAPES[i % len(SHAPES)]
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        img[:, : w // 2] //= (i % 5) + 1  # images differ in statistics
+        mmcv.imwrite(img, str(root / f'{i:03d}.png'))
+    return UnlabeledImageDataset(data_prefix=dict(img_path=str(root)), pipeline=[])
+
+
+def score(repo_root, teacher_ckpt, pool, pipeline=PIPELINE, **kw):
+    return PoolScorer(osp.join(repo_root, TEACHER), teacher_ckpt, score_pipeline=pipeline,
+                      progress=False, **kw).score(pool)
+
+
+def test_mixed_size_pool_scores_do_not_depend_on_batch_size(repo_root, teacher_ckpt,
+                                                             mixed_pool):
+    alone = score(repo_root, teacher_ckpt, mixed_pool, batch_size=1)
+    assert np.isfinite(alone.scores).all() and not alone.errors
+    for batch_size in (2, 4, 7):
+        batched = score(repo_root, teacher_ckpt, mixed_pool, batch_size=batch_size)
+        assert batched.paths == alone.paths
+        assert not batched.errors, batch_size
+        np.testing.assert_allclose(batched.scores, alone.scores, rtol=1e-6,
+                                   err_msg=f'batch_size={batch_size}')
+
+
+def test_loader_workers_load_in_other_processes_with_equal_scores(tmp_path, repo_root,
+                                                                  teacher_ckpt, mixed_pool):
+    log = str(tmp_path / 'pids.txt')
+    probe = PIPELINE[:1] + [dict(type='RecordLoaderPid', log=log)] + PIPELINE[1:]
+    in_process = score(repo_root, teacher_ckpt, mixed_pool, probe, batch_size=4)
+    with open(log) as f:
+        assert set(f.read().split()) == {str(os.getpid())}
+    os.remove(log)
+    workers = score(repo_root, teacher_ckpt, mixed_pool, probe, batch_size=4, num_workers=2)
+    with open(log) as f:
+        pids = f.read().split()
+    assert len(pids) == len(mixed_pool)  # every image loaded once
+    assert len(set(pids)) == 2 and str(os.getpid()) not in pids
+    assert workers.paths == in_process.paths and not workers.errors
+    np.testing.assert_allclose(workers.scores, in_process.scores, rtol=1e-6)
