@@ -25,3 +25,14 @@ def train_steps(rows, *keys):
         assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in values), r
         out[r['step']] = values
     return out
+
+
+def read_test_metrics(work_dir):
+    """The metrics a ``tools/test.py`` run logged (``<timestamp>/<timestamp>.json``)."""
+    runs = sorted(p for p in glob.glob(osp.join(work_dir, '*', '*.json'))
+                  if osp.basename(p) == osp.basename(osp.dirname(p)) + '.json')
+    assert runs, f'no <timestamp>/<timestamp>.json under {work_dir}'
+    with open(runs[-1]) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    assert len(rows) == 1, rows
+    return rows[0]
