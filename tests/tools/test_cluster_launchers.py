@@ -151,6 +151,7 @@ FAKE_SCONTROL = textwrap.dedent('''\
     ''')
 
 
+@pytest.mark.slow
 def test_slurm_train_and_test_run_through_mmengine_slurm_launcher(
         tmp_path, synthetic_root, teacher_ckpt, cpu_dfss_config, repo_root):
     calls = tmp_path / 'scontrol_calls'

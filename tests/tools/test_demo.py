@@ -1,6 +1,8 @@
-"""The README's run command in a tiny setting: the whole DFSS pipeline end to end."""
+"""The README's run command in a tiny setting: the whole DFSS pipeline end to end
+(about a dozen tool runs: marked slow, CI runs it with the other slow tests)."""
 import os.path as osp
 
+import pytest
 from PIL import Image
 
 
@@ -11,6 +13,7 @@ def _valid_png(path):
         im.load()
 
 
+@pytest.mark.slow
 def test_tiny_demo_runs_end_to_end_and_is_reused(tmp_path, tool):
     work = str(tmp_path / 'demo')
     proc = tool('tools/demo.py', '--tiny', '--work-dir', work)

@@ -3,6 +3,7 @@ iterations, validation on 2 test images, student export) on fabricated tiny NYUv
 CamVid and COCO layouts with random-init teacher checkpoints; sizes are shrunk with
 --cfg-options only. The eps/ablation variants differ from their parent config in
 exactly the keys they name (checked fast); running each of them is marked slow."""
+import functools
 import glob
 import os.path as osp
 
@@ -114,7 +115,13 @@ def run_two_iterations(config, layouts, tmp_path, tool):
     return out
 
 
-@pytest.mark.parametrize('config', MAIN)
+# the default suite runs one DFSS and the KD config; the other two main configs
+# (CamVid, R101 -> R18) run with the slow tests
+SLOW_MAIN = ('dfss/deeplabv3_r50_to_mbv2_camvid.py', 'dfss/deeplabv3_r101_to_r18_nyuv2.py')
+
+
+@pytest.mark.parametrize('config', [
+    pytest.param(c, marks=pytest.mark.slow) if c in SLOW_MAIN else c for c in MAIN])
 def test_main_configs_train_two_iterations(config, layouts, tmp_path, tool):
     run_two_iterations(config, layouts, tmp_path, tool)
 
@@ -129,6 +136,12 @@ def _get(cfg, keys):
     for k in keys:
         cfg = cfg[k]
     return cfg
+
+
+@functools.lru_cache(maxsize=None)
+def _config_dict(config):
+    """A shipped config as a flat dict (parents are read by several variants)."""
+    return _flat(Config.fromfile(osp.join(REPO, 'configs', config)).to_dict())
 
 
 def _flat(obj, prefix=()):
@@ -149,8 +162,7 @@ def test_every_config_is_covered_and_variants_change_only_their_keys():
             parent, changed = f'dfss/{stem}.py', VARIANTS[suffix]
         if changed is None:
             continue
-        child = _flat(Config.fromfile(osp.join(REPO, 'configs', config)).to_dict())
-        base = _flat(Config.fromfile(osp.join(REPO, 'configs', parent)).to_dict())
+        child, base = _config_dict(config), _config_dict(parent)
         diff = {k for k in set(child) | set(base) if child.get(k) != base.get(k)}
         assert diff == set(changed), (config, diff)
         for keys, value in changed.items():
