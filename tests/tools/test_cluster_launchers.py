@@ -5,7 +5,7 @@ tests/reliability/test_multiprocess.py::test_resume_on_two_nodes_continues_the_r
 tools/slurm_train.sh and slurm_test.sh build MMSeg's srun command from PARTITION,
 JOB_NAME, CONFIG, WORK_DIR/CHECKPOINT and GPUS/GPUS_PER_NODE/CPUS_PER_TASK/SRUN_ARGS;
 under a fake `srun` that runs the command as one Slurm task (and a fake `scontrol`),
-they train and test through MMEngine's slurm launcher."""
+they train and test through MMEngine's slurm launcher (two tool runs: marked slow)."""
 import json
 import os
 import os.path as osp
