@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from log_utils import read_scalars, train_steps
 from reliability_utils import tiny_options
 
 POOL = 600
@@ -109,16 +110,6 @@ def test_sigkilled_scoring_resumes_and_matches_an_uninterrupted_run(pool_config,
             assert float(a[3]) == pytest.approx(float(b[3]), rel=1e-6, abs=1e-9)
 
 
-ITER_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\]\s+lr: (\S+) .*loss_wdpd: (\S+)'
-                       r'\s+wdpd_alpha: (\S+)')
-
-
-def _iters(log):
-    """{iteration: (lr, loss_wdpd, wdpd_alpha)} from a training log."""
-    return {int(m.group(1)): tuple(float(m.group(k)) for k in (3, 4, 5))
-            for m in ITER_LINE.finditer(log)}
-
-
 def _kept(log):
     return re.search(r'ADS \(ads\): kept .*', log).group(0)
 
@@ -132,7 +123,7 @@ def test_sigkilled_training_resumes_selection_and_wdpd_schedule(tmp_path, synthe
     proc = tool('tools/train.py', cpu_dfss_config, '--work-dir', full, '--cfg-options',
                 *tiny_options(synthetic_root, teacher_ckpt, full, max_iters=total))
     full_log = proc.stdout + proc.stderr
-    reference = _iters(full_log)
+    reference = train_steps(read_scalars(full)[0], 'lr', 'loss_wdpd', 'wdpd_alpha')
     assert sorted(reference) == list(range(1, total + 1))
     alphas = [reference[i][2] for i in range(1, total + 1)]
     assert alphas[0] < alphas[4] < 1.0 and alphas[-1] == 1.0  # the ramp of Eq. 13
@@ -165,7 +156,7 @@ def test_sigkilled_training_resumes_selection_and_wdpd_schedule(tmp_path, synthe
     log = proc.stdout + proc.stderr
     assert f'resumed epoch: 0, iter: {resumed_from}' in log, log[-3000:]
     assert _kept(log) == _kept(full_log)  # the same ADS selection (scores, sub-domains)
-    resumed = _iters(log)
+    resumed = train_steps(read_scalars(work)[0], 'lr', 'loss_wdpd', 'wdpd_alpha')
     assert sorted(resumed) == list(range(resumed_from + 1, total + 1))
     for i in resumed:  # lr, loss and the WDPD alpha of the uninterrupted run
         assert resumed[i] == pytest.approx(reference[i], rel=1e-3), i
