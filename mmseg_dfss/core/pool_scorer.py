@@ -172,12 +172,15 @@ class _ScoreView(Dataset):
         self.pipeline = Compose(self.transforms)
         self.io_retries = io_retries
         self.retry_delay = retry_delay
+        self._broken = None  # a pipeline error: the rest of this process's share is not run
 
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, k):
         index = self.indices[k]
+        if self._broken is not None:
+            return dict(self._broken, index=index)
         base = self.pool.get_data_info(index)
         path = base.get('img_path', index)
         for attempt in range(self.io_retries + 1):
@@ -198,7 +201,8 @@ class _ScoreView(Dataset):
                     return dict(index=index, kind='transient', error=f'{where}: {msg}')
                 if pos == 0 and _unreadable_exc(e):
                     return dict(index=index, kind='unreadable', error=msg)
-                return dict(index=index, kind='pipeline', error=f'{where} failed: {msg}')
+                self._broken = dict(index=index, kind='pipeline', error=f'{where} failed: {msg}')
+                return self._broken
             if out is None:
                 if pos == 0:
                     return dict(index=index, kind='unreadable',
