@@ -17,7 +17,7 @@ from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmseg.registry import TRANSFORMS
 from model_utils import randomise_bn
 
-from mmseg_dfss.core import PoolScorer, build_frozen_segmentor
+from mmseg_dfss.core import PoolScorer, build_frozen_segmentor, load_model_config
 from mmseg_dfss.core import pool_scorer as ps
 from mmseg_dfss.core.pool_scorer import (ScoreIOError, ScorePipelineError,
                                          TooManyUnreadableError)
@@ -25,9 +25,10 @@ from mmseg_dfss.datasets import COCOPoolDataset, UnlabeledImageDataset
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
-# (h, w): 3 common shapes and 5 rare ones, 21 images
-SHAPES = [(24, 32)] * 7 + [(32, 24)] * 5 + [(28, 28)] * 4 + [(20, 36), (36, 20), (30, 26),
-                                                               (26, 30), (22, 40)]
+# (h, w): 3 common shapes and 16 rare ones (more than the 4-batch window of
+# shapes that ADS keeps open for images of unforeseen shape), 32 images
+SHAPES = [(24, 32)] * 7 + [(32, 24)] * 5 + [(28, 28)] * 4 + [(20 + k, 40 - k) for k in range(16)]
+N = len(SHAPES)
 
 
 @TRANSFORMS.register_module(force=True)
@@ -62,11 +63,14 @@ class ScaleTestFlakyLoad(LoadImageFromFile):
 
 @pytest.fixture(scope='module')
 def teacher(repo_root, tmp_path_factory):
+    """(config dict, checkpoint): the config is read once (reading it is most of
+    a tiny scoring's time)."""
     torch.manual_seed(0)
-    model = randomise_bn(build_frozen_segmentor(osp.join(repo_root, TEACHER)))
+    cfg = load_model_config(osp.join(repo_root, TEACHER)).to_dict()
+    model = randomise_bn(build_frozen_segmentor(cfg))
     ckpt = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
     torch.save({'state_dict': model.state_dict()}, ckpt)
-    return osp.join(repo_root, TEACHER), ckpt
+    return cfg, ckpt
 
 
 def write_pool(root, shapes=SHAPES, bad=0, seed=0):
@@ -163,12 +167,12 @@ def test_scores_do_not_depend_on_batch_size_or_order(teacher, pool_dir, tmp_path
 
 @pytest.mark.parametrize('workers', [0, 2])
 def test_unreadable_is_skipped_counted_and_cached(teacher, tmp_path, workers, monkeypatch):
-    pool = folder_pool(write_pool(str(tmp_path / 'pool'), bad=1))  # 1 of 22: under 5%
+    pool = folder_pool(write_pool(str(tmp_path / 'pool'), bad=1))  # 1 of 33: under 5%
     cache = str(tmp_path / 'cache')
     res = scorer(teacher, cache_dir=cache, num_workers=workers).score(pool)
-    assert [osp.basename(res.paths[i]) for i in res.errors] == ['021_bad.png']
-    assert 'failed to load image' in res.errors[21] and np.isnan(res.scores[21])
-    assert np.isfinite(np.delete(res.scores, 21)).all()
+    assert [osp.basename(res.paths[i]) for i in res.errors] == [f'{N:03d}_bad.png']
+    assert 'failed to load image' in res.errors[N] and np.isnan(res.scores[N])
+    assert np.isfinite(np.delete(res.scores, N)).all()
     monkeypatch.setattr(PoolScorer, '_run', lambda self, pool, plan, *a: pytest.fail(
         'scored again') if any(idx for _, idx in plan) else ({}, []))
     again = scorer(teacher, cache_dir=cache).score(pool)  # the skip is cached
@@ -177,8 +181,8 @@ def test_unreadable_is_skipped_counted_and_cached(teacher, tmp_path, workers, mo
 
 @pytest.mark.parametrize('workers', [0, 2])
 def test_more_than_max_unreadable_stops_the_scoring(teacher, tmp_path, workers):
-    pool = folder_pool(write_pool(str(tmp_path / 'pool'), bad=2))  # 2 of 23: 8.7%
-    with pytest.raises(TooManyUnreadableError, match=r'2 of 23 unreadable — wrong data_root\? '
+    pool = folder_pool(write_pool(str(tmp_path / 'pool'), bad=2))  # 2 of 34: 5.9%
+    with pytest.raises(TooManyUnreadableError, match=r'2 of 34 unreadable — wrong data_root\? '
                        r'\(more than max_unreadable=0\.05'):
         scorer(teacher, num_workers=workers).score(pool)
     res = scorer(teacher, num_workers=workers, max_unreadable=0.1).score(pool)
@@ -254,5 +258,5 @@ def test_random_strategy_decodes_no_image(teacher, tmp_path, monkeypatch):
     monkeypatch.setattr(mmcv, 'imfrombytes', no_decode)
     res = scorer(teacher, strategy='random', seed=3).score(pool)
     keys = np.random.default_rng(3).random(len(pool))
-    assert list(res.errors) == [21] and 'unreadable image header' in res.errors[21]
-    np.testing.assert_array_equal(np.delete(res.scores, 21), np.delete(keys, 21))
+    assert list(res.errors) == [N] and 'unreadable image header' in res.errors[N]
+    np.testing.assert_array_equal(np.delete(res.scores, N), np.delete(keys, N))
