@@ -116,16 +116,19 @@ def main():
         rows.append(('no index (index_dir=None)', run(REPO, tmp, ann, 'none')))
         rows.append(('index, first build', run(REPO, tmp, ann, index)))
         rows.append(('index, reused', run(REPO, tmp, ann, index)))
-        print(f'index file: {sum(osp.getsize(osp.join(index, f)) for f in os.listdir(index)) / 2**20:.1f} MiB')
+        size = sum(osp.getsize(osp.join(index, f)) for f in os.listdir(index))
+        print(f'index file: {size / 2**20:.1f} MiB')
     ref = rows[0][1]
     for name, r in rows:
         assert (r['n'], r['last']) == (ref['n'], ref['last']), (name, r)
         print(f'{name:28s} {r["seconds"]:7.2f} s  peak RSS {r["rss_peak_mib"]:7.0f} MiB '
               f'(imports alone {r["rss_import_mib"]:.0f} MiB)  -> {r["n"]} images')
     reused = rows[-1][1]
+    above = ((reused['rss_peak_mib'] - reused['rss_import_mib']) /
+             (ref['rss_peak_mib'] - ref['rss_import_mib']))
     print(f'reused index vs {rows[0][0]}: time {reused["seconds"] / ref["seconds"]:.4f}x, '
           f'peak RSS {reused["rss_peak_mib"] / ref["rss_peak_mib"]:.3f}x, RSS above imports '
-          f'{(reused["rss_peak_mib"] - reused["rss_import_mib"]) / (ref["rss_peak_mib"] - ref["rss_import_mib"]):.4f}x')
+          f'{above:.4f}x')
 
 
 if __name__ == '__main__':
