@@ -576,17 +576,17 @@ class PoolScorer:
             raise RuntimeError(f'ADS: rank 0 could not read the score cache: {state[1]}')
         _, done, known, token = state
         if world > 1 and cache is not None:
-            seen = all_gather_object((socket.gethostname(),
+            seen = all_gather_object((socket.gethostname(), os.path.abspath(cache.dir),
                                       os.path.exists(os.path.join(cache.dir, token))))
             if rank == 0:
                 os.remove(os.path.join(cache.dir, token))
-            blind = [(r, h) for r, (h, ok) in enumerate(seen) if not ok]
+            blind = [(r, h, d) for r, (h, d, ok) in enumerate(seen) if not ok]
             if blind:
-                r, h = blind[0]
+                r, h, d = blind[0]
                 raise SetupMismatchError(
-                    f'ADS: cache_dir {self.cache_dir!r} is not shared between ranks: rank {r} '
-                    f'(host {h}) does not see the file rank 0 (host {seen[0][0]}) wrote in '
-                    f'{cache.dir}. Put cache_dir on a filesystem all nodes share.')
+                    f'ADS: cache_dir is not shared between ranks: rank {r} (host {h}) does not '
+                    f'see, in {d}, the file rank 0 (host {seen[0][0]}) wrote in {seen[0][1]}. '
+                    'Put cache_dir on a filesystem all nodes share.')
         return done, known, cache
 
     def _sizes(self, todo, paths, stamps, hints, known, rank, world):

@@ -130,4 +130,5 @@ def test_two_ranks_resume_a_partial_cache_exactly_and_refuse_different_setups(tm
         assert out['stamp'].startswith('SetupMismatchError') and '005.png' in out['stamp'] \
             and 'file stamps' in out['stamp'], out['stamp']
         assert out['cache'].startswith('SetupMismatchError') and 'is not shared between ranks' \
-            in out['cache'] and 'rank 1' in out['cache'], out['cache']
+            in out['cache'] and 'rank 1' in out['cache'] and 'cache_rank1_local' \
+            in out['cache'], out['cache']
