@@ -602,13 +602,23 @@ class PoolScorer:
             return sizes  # shapes are not predictable: no header is worth reading
         missing = [i for i in todo if i not in sizes]
         mine = missing[rank::world]
-        with ThreadPoolExecutor(max_workers=8) as ex:
-            read = dict(zip(mine, ex.map(lambda i: self._header(paths[i]), mine)))
+        read, exc = {}, None
+        try:
+            with ThreadPoolExecutor(max_workers=8) as ex:
+                read = dict(zip(mine, ex.map(lambda i: self._header(paths[i]), mine)))
+        except Exception as e:  # raised below, after the other ranks have heard of it
+            exc = e
         if world > 1:
-            merged = {}
-            for part in all_gather_object(read):
-                merged.update(part)
-            read = merged
+            parts = all_gather_object((read, exc))
+            read = {}
+            for part, _ in parts:
+                read.update(part)
+            errs = [(r, e) for r, (_, e) in enumerate(parts) if e is not None]
+            if exc is None and errs:
+                r, e = errs[0]
+                raise ScoreIOError(f'(on rank {r}) {e}')
+        if exc is not None:
+            raise exc
         sizes.update(read)
         if rank == 0 and self.cache_dir and read:
             SizeCache(self.cache_dir).append([(paths[i], stamps[i], hw)
