@@ -502,19 +502,19 @@ class PoolScorer:
             finally:
                 if cache is not None:
                     cache.close()
-            if world > 1:
-                gathered = all_gather_object((new, exc))
+            if world > 1:  # (an exception may not pickle: its name and text travel)
+                gathered = all_gather_object(
+                    (new, None if exc is None else (type(exc).__name__, str(exc))))
                 new = {}
                 for part, _ in gathered:
                     new.update(part)
                 errs = [(r, e) for r, (_, e) in enumerate(gathered) if e is not None]
                 if exc is None and errs:  # every rank stops with the first rank's error
-                    r, e = errs[0]
-                    ours = (ScorePipelineError, TooManyUnreadableError, SetupMismatchError,
-                            ScoreIOError)
-                    raise (type(e)(f'(on rank {r}) {e}') if isinstance(e, ours) else
-                           RuntimeError(f'ADS scoring failed on rank {r}: '
-                                        f'{type(e).__name__}: {e}'))
+                    r, (name, msg) = errs[0]
+                    ours = {c.__name__: c for c in (ScorePipelineError, TooManyUnreadableError,
+                                                    SetupMismatchError, ScoreIOError)}
+                    raise (ours[name](f'(on rank {r}) {msg}') if name in ours else
+                           RuntimeError(f'ADS scoring failed on rank {r}: {name}: {msg}'))
             if exc is not None:
                 raise exc
         finally:
@@ -609,14 +609,15 @@ class PoolScorer:
         except Exception as e:  # raised below, after the other ranks have heard of it
             exc = e
         if world > 1:
-            parts = all_gather_object((read, exc))
+            parts = all_gather_object((read, None if exc is None else (type(exc).__name__,
+                                                                       str(exc))))
             read = {}
             for part, _ in parts:
                 read.update(part)
             errs = [(r, e) for r, (_, e) in enumerate(parts) if e is not None]
             if exc is None and errs:
                 r, e = errs[0]
-                raise ScoreIOError(f'(on rank {r}) {e}')
+                raise ScoreIOError(f'(on rank {r}) {e[1]}')
         if exc is not None:
             raise exc
         sizes.update(read)

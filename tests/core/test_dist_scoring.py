@@ -8,7 +8,8 @@ One spawn runs every scenario (starting processes is most of the cost):
    select what a 1-process run selects;
 2. rank 1 reads the pool from another folder (a node-local copy);
 3. rank 1 sees other file stamps for one image;
-4. rank 1's cache_dir is another folder (not shared).
+4. rank 1's cache_dir is another folder (not shared);
+5. a pipeline error on rank 1 only.
 """
 import json
 import os
@@ -78,6 +79,13 @@ def _worker(rank, world, tmp, cfg, ckpt, pool_dir, copy_dir):
     cache = osp.join(tmp, 'cache' if rank == 0 else 'cache_rank1_local')
     out['cache'] = _attempt(lambda: make(cfg, ckpt, cache_dir=cache).score(
         folder_pool(pool_dir)))
+    # 5. a pipeline error on rank 1 only: both ranks stop with it (none waits forever)
+    real_apply = ps._ScoreView._apply
+    if rank == 1:
+        ps._ScoreView._apply = lambda self, index, path, info: dict(
+            index=index, kind='pipeline', error=f'injected on rank 1 at {path}')
+    out['error'] = _attempt(lambda: make(cfg, ckpt).score(folder_pool(pool_dir)))
+    ps._ScoreView._apply = real_apply
     with open(osp.join(tmp, f'rank{rank}.json'), 'w') as f:
         json.dump(out, f)
     dist.destroy_process_group()
@@ -132,3 +140,5 @@ def test_two_ranks_resume_a_partial_cache_exactly_and_refuse_different_setups(tm
         assert out['cache'].startswith('SetupMismatchError') and 'is not shared between ranks' \
             in out['cache'] and 'rank 1' in out['cache'] and 'cache_rank1_local' \
             in out['cache'], out['cache']
+    assert outs[1]['error'].startswith('ScorePipelineError: ADS: injected on rank 1')
+    assert outs[0]['error'].startswith('ScorePipelineError: (on rank 1) ADS: injected on rank 1')
