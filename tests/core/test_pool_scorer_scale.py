@@ -138,6 +138,12 @@ def test_every_batch_but_the_last_of_each_shape_is_full(teacher, pool_dir, tmp_p
     again = scorer(teacher, cache_dir=cache).score(folder_pool(pool_dir))
     assert reads == [] and len(again.batches) == len(res.batches)
     np.testing.assert_allclose(again.scores, res.scores, rtol=1e-6)
+    # a file with a new stamp: its header (only) is read again
+    touched = osp.join(pool_dir, '007.png')
+    st = os.stat(touched)
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    scorer(teacher, cache_dir=cache).score(folder_pool(pool_dir))
+    assert reads == [touched]
 
 
 def test_coco_sizes_come_from_the_annotation_file(teacher, tmp_path, monkeypatch):
