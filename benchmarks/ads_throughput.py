@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/ads_throughput.py [--num-images 16]
         [--batch-size 4] [--rounds 2] [--memory-pools 1000 4000] [--memory-side 32]
+        [--device cpu|cuda]
 
 Teacher: MMSeg's DeepLabV3-R50-D8 (``mmseg::_base_/models/deeplabv3_r50-d8.py``,
 pretrained=None, random init), on CPU.
@@ -59,23 +60,23 @@ def pool_dataset(folder):
     return UnlabeledImageDataset(data_prefix=dict(img_path=folder), pipeline=[])
 
 
-def time_ads(cfg, pool, batch_size):
+def time_ads(cfg, pool, batch_size, device='cpu'):
     from mmseg_dfss.core import PoolScorer
     scorer = PoolScorer(cfg, None, 'ads', batch_size=batch_size, cache_dir=None,
-                        progress=False, device='cpu')
+                        progress=False, device=device)
     t0 = time.perf_counter()
     result = scorer.score(pool)
     return len(pool) / (time.perf_counter() - t0), result
 
 
-def time_full(cfg, pool, batch_size):
+def time_full(cfg, pool, batch_size, device='cpu'):
     from mmengine.dataset import pseudo_collate
     from torch.utils.data import DataLoader
 
     from mmseg_dfss.core import build_frozen_segmentor
     from mmseg_dfss.core.pool_scorer import DEFAULT_SCORE_PIPELINE, _ScoreView
     t0 = time.perf_counter()
-    model = build_frozen_segmentor(cfg)
+    model = build_frozen_segmentor(cfg).to(device)
     view = _ScoreView(pool, range(len(pool)), DEFAULT_SCORE_PIPELINE)
     loader = DataLoader(view, batch_size=batch_size, collate_fn=pseudo_collate)
     n = 0
@@ -84,10 +85,12 @@ def time_full(cfg, pool, batch_size):
             out = model.test_step(dict(inputs=batch['inputs'],
                                        data_samples=batch['data_samples']))
             n += len(out)
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize()  # test_step returns before the GPU is done
     return n / (time.perf_counter() - t0)
 
 
-def memory_child(folder, batch_size, cache_dir):
+def memory_child(folder, batch_size, cache_dir, device='cpu'):
     """Scores ``folder`` in this (fresh) process and prints its memory as JSON."""
     from mmengine.registry import init_default_scope
 
@@ -97,7 +100,7 @@ def memory_child(folder, batch_size, cache_dir):
     scorer = PoolScorer(teacher_cfg(), None, 'ads', batch_size=batch_size,
                         score_pipeline=[dict(type='LoadImageFromFile'),
                                         dict(type='PackSegInputs')],
-                        cache_dir=cache_dir, progress=False, device='cpu')
+                        cache_dir=cache_dir, progress=False, device=device)
     tracemalloc.start()
     t0 = time.perf_counter()
     result = scorer.score(pool)
@@ -116,30 +119,32 @@ def main():
     p.add_argument('--rounds', type=int, default=2)
     p.add_argument('--memory-pools', type=int, nargs='*', default=[1000, 4000])
     p.add_argument('--memory-side', type=int, default=32)
+    p.add_argument('--device', default='cpu', help="e.g. 'cuda' (no code change needed)")
     p.add_argument('--memory-child', nargs=3, metavar=('FOLDER', 'BATCH', 'CACHE'),
                    help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_child:
         folder, bs, cache = args.memory_child
-        memory_child(folder, int(bs), cache)
+        memory_child(folder, int(bs), cache, args.device)
         return
 
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
     init_default_scope('mmseg')
     MMLogger.get_instance('mmengine', log_level='ERROR')
-    print(f'torch {torch.__version__}, threads {torch.get_num_threads()}, CPU; teacher '
+    print(f'torch {torch.__version__}, threads {torch.get_num_threads()}, {args.device}; teacher '
           f'{TEACHER} (random init)')
     with tempfile.TemporaryDirectory() as tmp:
         cfg = teacher_cfg()
         pool = pool_dataset(write_images(osp.join(tmp, 'speed'), args.num_images, 240, 320))
-        time_ads(cfg, pool_dataset(write_images(osp.join(tmp, 'warm'), 2, 240, 320)), 2)
+        time_ads(cfg, pool_dataset(write_images(osp.join(tmp, 'warm'), 2, 240, 320)), 2,
+                 args.device)
         # rounds alternate ADS and full inference, so load from other processes on a
         # shared machine hits both alike; the totals give the ratio
         ads_t = full_t = 0.0
         for r in range(args.rounds):
-            ads_ips, res = time_ads(cfg, pool, args.batch_size)
-            full_ips = time_full(cfg, pool, args.batch_size)
+            ads_ips, res = time_ads(cfg, pool, args.batch_size, args.device)
+            full_ips = time_full(cfg, pool, args.batch_size, args.device)
             assert np.isfinite(res.scores).all()
             ads_t += args.num_images / ads_ips
             full_t += args.num_images / full_ips
@@ -156,7 +161,7 @@ def main():
                                   args.memory_side, seed=n)
             proc = subprocess.run(
                 [sys.executable, osp.abspath(__file__), '--memory-child', folder,
-                 str(args.batch_size), osp.join(tmp, f'cache{n}')],
+                 str(args.batch_size), osp.join(tmp, f'cache{n}'), '--device', args.device],
                 capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO))
             if proc.returncode != 0:
                 raise RuntimeError(f'memory run for {n} images failed:\n{proc.stderr[-3000:]}')

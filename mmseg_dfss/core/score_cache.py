@@ -165,3 +165,54 @@ class ScoreCache:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+SIZES_FILE = 'image_sizes.jsonl'
+
+
+class SizeCache:
+    """Image sizes read from file headers, kept beside the score caches
+    (``<cache_dir>/image_sizes.jsonl``) so a rerun or a resume does not read the
+    headers again. A line is trusted only while the file's stamp (size, mtime)
+    is unchanged, and only with a valid CRC. ``hw`` is ``(h, w)``, or the error
+    text of a file whose header could not be read.
+    """
+
+    def __init__(self, cache_dir):
+        self.path = osp.join(cache_dir, SIZES_FILE)
+
+    def load(self):
+        """``{path: (stamp, (h, w) or error text)}`` of every valid line."""
+        out = {}
+        try:
+            with open(self.path, 'rb') as f:
+                raw = f.read()
+        except OSError:
+            return out
+        for line in raw.split(b'\n'):
+            try:
+                rec = json.loads(line.decode('utf-8'))
+                path, stamp, hw = rec['path'], rec['stamp'], rec['hw']
+                if rec['crc'] != zlib.crc32(json.dumps([path, stamp, hw]).encode('utf-8')):
+                    continue
+            except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+                continue
+            out[path] = (stamp, tuple(hw) if isinstance(hw, list) else hw)
+        return out
+
+    def append(self, entries):
+        """Appends ``(path, stamp, (h, w) or error text)`` entries (one process only)."""
+        if not entries:
+            return
+        os.makedirs(osp.dirname(self.path), exist_ok=True)
+        with open(self.path, 'ab') as f:
+            if f.tell() > 0:  # a partial last line (interrupted write): start afresh
+                with open(self.path, 'rb') as r:
+                    r.seek(-1, os.SEEK_END)
+                    if r.read(1) != b'\n':
+                        f.write(b'\n')
+            for path, stamp, hw in entries:
+                hw = list(hw) if isinstance(hw, tuple) else hw
+                crc = zlib.crc32(json.dumps([path, stamp, hw]).encode('utf-8'))
+                f.write((json.dumps(dict(path=path, stamp=stamp, hw=hw, crc=crc)) + '\n')
+                        .encode('utf-8'))

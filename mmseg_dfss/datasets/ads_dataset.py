@@ -34,12 +34,16 @@ class ADSDataset:
         score_batch_size / score_num_workers: scoring DataLoader settings.
         cache_dir: where scores are cached (None: no cache).
         seed: seed of the ``'random'`` strategy.
+        max_unreadable: share of the pool that may be unreadable before scoring
+            stops ("wrong data_root?"); default 0.05.
+        score_io_retries: retries of a transient I/O error per image.
         lazy_init: score only when first needed (``full_init``).
     """
 
     def __init__(self, dataset, teacher, teacher_checkpoint=None, num_samples=None,
                  strategy='ads', bn_layers='backbone', score_pipeline=None, score_batch_size=8,
-                 score_num_workers=0, cache_dir='work_dirs/ads_cache', seed=0, lazy_init=False):
+                 score_num_workers=0, cache_dir='work_dirs/ads_cache', seed=0, lazy_init=False,
+                 max_unreadable=0.05, score_io_retries=3):
         if isinstance(dataset, dict):
             self.dataset = DATASETS.build(dataset)
         elif isinstance(dataset, BaseDataset):
@@ -55,7 +59,8 @@ class ADSDataset:
         self.scorer = PoolScorer(teacher, teacher_checkpoint, strategy=strategy,
                                  bn_layers=bn_layers, score_pipeline=score_pipeline,
                                  batch_size=score_batch_size, num_workers=score_num_workers,
-                                 cache_dir=cache_dir, seed=seed)
+                                 cache_dir=cache_dir, seed=seed, max_unreadable=max_unreadable,
+                                 io_retries=score_io_retries)
         self._metainfo = self.dataset.metainfo
         self._fully_initialized = False
         if not lazy_init:

@@ -1,4 +1,5 @@
 import json
+import os
 import os.path as osp
 
 import pytest
@@ -12,6 +13,7 @@ ANN = 'annotations/instances_train2017.json'
 
 
 def build(root, **kwargs):
+    kwargs.setdefault('index_dir', osp.join(root, 'index'))
     return COCOPoolDataset(data_root=root, ann_file=ANN, data_prefix=dict(img_path='train2017'),
                            **kwargs)
 
@@ -99,11 +101,60 @@ def test_missing_empty_and_invalid_annotation_files_name_the_file(tmp_path):
 def test_shipped_config_pipelines(tmp_path, repo_root):
     root = make_coco(str(tmp_path))
     cfg = Config.fromfile(osp.join(repo_root, 'configs/_base_/datasets/coco_pool.py'))
-    pool = DATASETS.build(dict(cfg.coco_pool, data_root=root))
+    pool = DATASETS.build(dict(cfg.coco_pool, data_root=root, index_dir=None))
     assert len(pool) == 5
     packed = pool[0]
     assert tuple(packed['inputs'].shape) == (3, 128, 128)
     assert 'gt_sem_seg' not in packed['data_samples']
-    score = DATASETS.build(dict(cfg.coco_pool, data_root=root, pipeline=cfg.pool_score_pipeline))
+    score = DATASETS.build(dict(cfg.coco_pool, data_root=root, pipeline=cfg.pool_score_pipeline,
+                                index_dir=None))
     a, b = score[3]['inputs'], score[3]['inputs']
     assert min(a.shape[1:]) == 256 and (a == b).all()
+
+
+def _infos(ds):
+    return [ds.get_data_info(i) for i in range(len(ds))]
+
+
+def test_index_is_built_once_then_read_without_parsing(tmp_path, monkeypatch):
+    """The filtered image list and sizes are kept in an index keyed by the
+    annotation file's stamp and the filters: later builds never parse the file."""
+    root = make_coco(str(tmp_path))
+    first = build(root, min_instances=1)
+    index = os.listdir(osp.join(root, 'index'))
+    assert len(index) == 1 and index[0].startswith('instances_train2017-')
+    info = first.get_data_info(0)
+    assert (info['height'], info['width']) == (24, 32)  # from the annotation, no image read
+
+    from mmseg_dfss.datasets import coco_pool
+
+    def no_parse(self):
+        raise AssertionError('the annotation file was parsed again')
+
+    monkeypatch.setattr(coco_pool.COCOPoolDataset, '_load_json', no_parse)
+    again = build(root, min_instances=1)
+    assert _infos(again) == _infos(first) and ids(again) == [20, 30, 40, 50]
+    # other filters are another index: they need a parse
+    with pytest.raises(AssertionError, match='parsed again'):
+        build(root, min_instances=2)
+    monkeypatch.undo()
+    assert ids(build(root, min_instances=2)) == [30, 40, 50]
+    assert len(os.listdir(osp.join(root, 'index'))) == 2
+
+
+def test_index_follows_a_changed_annotation_file_and_survives_damage(tmp_path):
+    root = make_coco(str(tmp_path))
+    assert ids(build(root)) == [10, 20, 30, 40, 50]
+    path = osp.join(root, ANN)
+    with open(path) as f:
+        content = json.load(f)
+    content['images'] = [im for im in content['images'] if im['id'] != 40]
+    with open(path, 'w') as f:
+        json.dump(content, f)
+    assert ids(build(root)) == [10, 20, 30, 50]  # a new stamp: the index is rebuilt
+    for name in os.listdir(osp.join(root, 'index')):
+        with open(osp.join(root, 'index', name), 'w') as f:
+            f.write('{"key": tru')  # damaged (interrupted write)
+    assert ids(build(root)) == [10, 20, 30, 50]
+    # no index at all: every build parses (the behaviour before the index)
+    assert ids(build(root, index_dir=None)) == [10, 20, 30, 50]

@@ -15,6 +15,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from mmseg_dfss.core import PoolScorer, load_model_config
+from mmseg_dfss.core.pool_scorer import TooManyUnreadableError
 from mmseg_dfss.datasets import ADSDataset
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
@@ -47,7 +48,7 @@ def ads(repo_root, pool, ckpt, teacher=TEACHER, **kw):
                              pipeline=PIPELINE),
                 teacher=osp.join(repo_root, teacher) if isinstance(teacher, str) else teacher,
                 teacher_checkpoint=ckpt, num_samples=3, score_pipeline=PIPELINE,
-                score_batch_size=4, cache_dir=None)
+                score_batch_size=4, cache_dir=None, max_unreadable=0.5)  # 2 of 8 are bad
     args.update(kw)
     return ADSDataset(**args)
 
@@ -64,8 +65,7 @@ def test_truncated_png_and_jpeg_are_counted_unreadable(repo_root, pool_dir, teac
 def test_pool_without_a_readable_image_is_a_clear_error(tmp_path, repo_root, teacher_ckpt):
     (tmp_path / 'a.png').write_bytes(b'')
     (tmp_path / 'b.png').write_text('not an image')
-    with pytest.raises(ValueError, match=r'num_samples \(eps\) = 1 is larger than the 0 pool '
-                       r'images with a finite score \(pool of 2; 2 unreadable or non-finite\)'):
+    with pytest.raises(TooManyUnreadableError, match='2 of 2 unreadable — wrong data_root'):
         ads(repo_root, str(tmp_path), teacher_ckpt, num_samples=1)
 
 
@@ -126,7 +126,7 @@ def test_non_finite_teacher_bn_statistics_are_counted_and_refused(tmp_path, repo
     from mmseg_dfss.datasets import UnlabeledImageDataset
     pool = UnlabeledImageDataset(data_prefix=dict(img_path=pool_dir), pipeline=[])
     res = PoolScorer(osp.join(repo_root, TEACHER), bad, score_pipeline=PIPELINE,
-                     progress=False).score(pool)
+                     progress=False, max_unreadable=0.5).score(pool)
     assert len(res.nonfinite) == 6 and len(res.errors) == 2
 
 

@@ -114,7 +114,7 @@ def test_score_cache_is_json_and_a_planted_pickle_is_never_unpickled(tmp_path, r
                                                                      pool_dir, teacher_ckpt):
     cache = str(tmp_path / 'cache')
     first = ads(repo_root, pool_dir, teacher_ckpt, cache)
-    (folder, ) = os.listdir(cache)
+    (folder, ) = [d for d in os.listdir(cache) if d.startswith('ads-')]  # + image_sizes.jsonl
     folder = osp.join(cache, folder)
     files = sorted(os.listdir(folder))
     assert 'meta.json' in files and files != ['meta.json'], files
