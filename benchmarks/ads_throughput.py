@@ -62,7 +62,7 @@ def pool_dataset(folder):
 def time_ads(cfg, pool, batch_size):
     from mmseg_dfss.core import PoolScorer
     scorer = PoolScorer(cfg, None, 'ads', batch_size=batch_size, cache_dir=None,
-                        progress=False, device='cpu')
+                        progress=False, device='cpu', allow_random_teacher=True)
     t0 = time.perf_counter()
     result = scorer.score(pool)
     return len(pool) / (time.perf_counter() - t0), result
@@ -75,7 +75,7 @@ def time_full(cfg, pool, batch_size):
     from mmseg_dfss.core import build_frozen_segmentor
     from mmseg_dfss.core.pool_scorer import DEFAULT_SCORE_PIPELINE, _ScoreView
     t0 = time.perf_counter()
-    model = build_frozen_segmentor(cfg)
+    model = build_frozen_segmentor(cfg, allow_random_teacher=True)
     view = _ScoreView(pool, range(len(pool)), DEFAULT_SCORE_PIPELINE)
     loader = DataLoader(view, batch_size=batch_size, collate_fn=pseudo_collate)
     n = 0
@@ -97,7 +97,8 @@ def memory_child(folder, batch_size, cache_dir):
     scorer = PoolScorer(teacher_cfg(), None, 'ads', batch_size=batch_size,
                         score_pipeline=[dict(type='LoadImageFromFile'),
                                         dict(type='PackSegInputs')],
-                        cache_dir=cache_dir, progress=False, device='cpu')
+                        cache_dir=cache_dir, progress=False, device='cpu',
+                        allow_random_teacher=True)
     tracemalloc.start()
     t0 = time.perf_counter()
     result = scorer.score(pool)

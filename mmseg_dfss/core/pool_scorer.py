@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .bn_stats import BNStatsDistance
 from .score_cache import ScoreCache
-from .teacher import build_frozen_segmentor, load_model_config
+from .teacher import (build_frozen_segmentor, check_teacher_checkpoint, load_model_config,
+                      teacher_record)
 
 STRATEGIES = ('ads', 'random', 'confidence')
 # part of every cache fingerprint: bump when the way a score is computed changes
@@ -148,7 +149,7 @@ class PoolScorer:
 
     Args:
         teacher: segmentor config dict or file path (``mmseg::`` allowed).
-        teacher_checkpoint: checkpoint path (None: random weights, tests only).
+        teacher_checkpoint: checkpoint path or URL (any ``CheckpointLoader`` scheme).
         strategy: ``'ads'`` | ``'random'`` | ``'confidence'``.
         bn_layers: ``'backbone'`` | ``'all'`` | list of regexes (``'ads'`` only).
         score_pipeline: deterministic pipeline ending in ``PackSegInputs``.
@@ -158,17 +159,23 @@ class PoolScorer:
         seed: seed of the ``'random'`` strategy.
         device: where the teacher runs (default: CUDA if available).
         progress: show a progress bar (rank 0).
+        allow_random_teacher: allow ``teacher_checkpoint=None`` (random weights; tests
+            and benchmarks only). ``teacher_record`` says what scored after ``score()``.
     """
 
     def __init__(self, teacher, teacher_checkpoint=None, strategy='ads', bn_layers='backbone',
                  score_pipeline=None, batch_size=8, num_workers=0, cache_dir=None, seed=0,
-                 device=None, progress=True):
+                 device=None, progress=True, allow_random_teacher=False):
         if strategy not in STRATEGIES:
             raise ValueError(f'strategy must be one of {STRATEGIES}, got {strategy!r}')
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f'score_batch_size must be a positive integer, got {batch_size!r}')
+        if strategy != 'random':  # 'random' never runs the teacher
+            check_teacher_checkpoint(teacher_checkpoint, allow_random_teacher, 'PoolScorer')
         self.teacher_cfg = teacher
         self.teacher_checkpoint = teacher_checkpoint
+        self.allow_random_teacher = allow_random_teacher
+        self.teacher_record = None
         self.strategy = strategy
         self.bn_layers = bn_layers
         self.score_pipeline = copy.deepcopy(
@@ -184,7 +191,9 @@ class PoolScorer:
 
     # ---------------------------------------------------------------- teacher
     def _build(self):
-        model = build_frozen_segmentor(self.teacher_cfg, self.teacher_checkpoint, 'teacher')
+        model = build_frozen_segmentor(self.teacher_cfg, self.teacher_checkpoint, 'teacher',
+                                       allow_random_teacher=self.allow_random_teacher)
+        self.teacher_record = teacher_record(self.teacher_cfg, self.teacher_checkpoint, model)
         return model.to(self.device)
 
     def _score_fn(self, model):

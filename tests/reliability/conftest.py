@@ -16,7 +16,7 @@ def teacher_ckpt(tmp_path_factory, repo_root):
     """The synthetic teacher with random weights and spread-out BN statistics."""
     from mmseg_dfss.core import build_frozen_segmentor
     torch.manual_seed(0)
-    model = build_frozen_segmentor(osp.join(repo_root, TEACHER))
+    model = build_frozen_segmentor(osp.join(repo_root, TEACHER), allow_random_teacher=True)
     g = torch.Generator().manual_seed(0)
     for m in model.modules():
         if isinstance(m, _BatchNorm):

@@ -22,7 +22,7 @@ def setup(tmp_path_factory, synthetic_root, repo_root):
     """A random-init teacher (BN stats randomised) and an ADS config over the pool."""
     root = tmp_path_factory.mktemp('ads_tool')
     torch.manual_seed(0)
-    model = build_frozen_segmentor(osp.join(repo_root, TEACHER))
+    model = build_frozen_segmentor(osp.join(repo_root, TEACHER), allow_random_teacher=True)
     g = torch.Generator().manual_seed(0)
     for m in model.modules():
         if isinstance(m, _BatchNorm):
