@@ -141,3 +141,45 @@ def test_random_teacher_needs_the_opt_in(repo_root):
     assert not any(p.requires_grad for p in model.parameters())
     DataFreeDistiller(teacher=cfg, student=osp.join(repo_root, STUDENT),
                       allow_random_teacher=True)
+
+
+LOAD_SCRIPT = '''
+import hashlib
+import sys
+
+import torch.distributed as dist
+
+import mmseg_dfss  # noqa: F401
+from mmseg_dfss.core import checkpoint_state_dict
+
+dist.init_process_group('gloo')
+state = checkpoint_state_dict(sys.argv[1], 'teacher checkpoint')
+h = hashlib.sha256()
+for k in sorted(state):
+    h.update(k.encode() + state[k].numpy().tobytes())
+print(f'rank {dist.get_rank()} loaded {len(state)} tensors sha256 {h.hexdigest()}', flush=True)
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.slow  # ~15-40 s: two fresh processes
+def test_two_ranks_download_the_url_once(served, server, tmp_path):
+    """torchrun, 2 processes (gloo): rank 0 downloads, rank 1 reads the hub cache."""
+    import subprocess
+    import sys
+
+    from checkpoint_server import refused_url
+    script = tmp_path / 'load.py'
+    script.write_text(LOAD_SCRIPT)
+    port = refused_url().split(':')[2].split('/')[0]  # a free port for the rendezvous
+    env = dict(os.environ, OMP_NUM_THREADS='1', TORCH_HOME=str(tmp_path / 'torch_home'))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+         '--master_addr', '127.0.0.1', '--master_port', port, str(script),
+         server.url('teacher.pth')], env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    lines = sorted(re.findall(r'rank (\d) loaded (\d+) tensors sha256 (\w+)', out))
+    assert [r for r, _, _ in lines] == ['0', '1'], out[-3000:]
+    assert lines[0][1:] == lines[1][1:] and int(lines[0][1]) == len(served[1])
+    assert server.gets == {'/teacher.pth': 1}

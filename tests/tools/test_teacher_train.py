@@ -26,6 +26,7 @@ from mmseg_dfss.core.teacher import build_segmentor
 
 DFSS = 'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py'
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
+ADS = 'configs/synthetic/ads_r18-tiny_synthetic-pool.py'
 
 
 def synthetic_options(root, work, teacher_ckpt, max_iters=2):
@@ -100,6 +101,36 @@ def test_cfg_options_reach_inside_teacher_and_student_with_an_http_teacher(
     assert 'mIoU' in out and re.search(r'(Epoch|Iter)\(test\) \[8/8\]', out), out[-3000:]
     assert 'missing keys' not in out  # the absent teacher weights are expected
     assert not osp.exists(tmp_path / 'other_machine')
+
+    # tools/export_student.py reads a distiller checkpoint from a URL as well
+    with CheckpointServer(work) as ckpt_server:
+        tool('tools/export_student.py', ckpt_server.url('iter_2.pth'),
+             str(tmp_path / 'exported'), env=dict(TORCH_HOME=str(tmp_path / 'torch_home2')))
+    again = torch.load(str(tmp_path / 'exported' / 'student.pth'))['state_dict']
+    assert set(again) == set(exported)
+    assert all(torch.equal(again[k], v) for k, v in exported.items())
+
+
+def test_ads_score_reads_the_teacher_from_a_url(repo_root, synthetic_root, tmp_path, tool):
+    served = tmp_path / 'served'
+    served.mkdir()
+    save_teacher(repo_root, str(served / 'teacher.pth'))
+    work = str(tmp_path / 'work')
+    opts = ['--cfg-options', f'train_dataloader.dataset.dataset.data_root={synthetic_root}/pool',
+            'train_dataloader.dataset.num_samples=16',
+            f'train_dataloader.dataset.cache_dir={work}/ads_cache']
+    csv_path = str(tmp_path / 'scores.csv')
+    with CheckpointServer(served) as server:
+        tool('tools/ads_score.py', ADS, '--teacher-checkpoint', server.url('teacher.pth'),
+             '--out', csv_path, *opts, env=dict(TORCH_HOME=str(tmp_path / 'torch_home')))
+        assert server.gets == {'/teacher.pth': 1}
+    with open(csv_path) as f:
+        rows = f.read().splitlines()[1:]
+    assert len(rows) == 64 and sum(r.endswith(',1') for r in rows) == 16
+    # no checkpoint: refused unless --allow-random-teacher
+    out = run_failing(repo_root, 'tools/ads_score.py', ADS, '--out', csv_path, *opts,
+                      'train_dataloader.dataset.teacher_checkpoint=None')
+    assert 'ADSDataset: teacher_checkpoint is None' in out, out[-3000:]
 
 
 @pytest.mark.slow  # the same check at model level: tests/models/test_teacher_identity.py
