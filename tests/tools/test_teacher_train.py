@@ -111,6 +111,7 @@ def test_cfg_options_reach_inside_teacher_and_student_with_an_http_teacher(
     assert all(torch.equal(again[k], v) for k, v in exported.items())
 
 
+@pytest.mark.slow  # the loader itself: tests/core/test_teacher_checkpoint.py
 def test_ads_score_reads_the_teacher_from_a_url(repo_root, synthetic_root, tmp_path, tool):
     served = tmp_path / 'served'
     served.mkdir()
