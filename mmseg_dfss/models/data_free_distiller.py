@@ -100,7 +100,8 @@ class DataFreeDistiller(BaseSegmentor):
         distill_loss (dict): the loss, a :class:`WDPDLoss` config by default.
         data_preprocessor (dict, optional): ``SegDataPreProcessor`` config.
         allow_random_teacher (bool): allow ``teacher_checkpoint=None``, a random-weight
-            teacher (tests and benchmarks only). Default False: None is an error.
+            teacher (tests and benchmarks only). Default False: None is an error when
+            training starts (testing a checkpoint needs no teacher at all).
     """
 
     def __init__(self,
@@ -111,8 +112,9 @@ class DataFreeDistiller(BaseSegmentor):
                  data_preprocessor=None,
                  init_cfg=None,
                  allow_random_teacher=False):
-        check_teacher_checkpoint(teacher_checkpoint, allow_random_teacher,
-                                 'DataFreeDistiller', key='model.teacher_checkpoint')
+        if teacher_checkpoint is not None:
+            check_teacher_checkpoint(teacher_checkpoint, True, 'DataFreeDistiller',
+                                     key='model.teacher_checkpoint')
         teacher_cfg = load_model_config(teacher)
         student_cfg = load_model_config(student)
         data_preprocessor = self._check_normalisation(data_preprocessor, teacher_cfg,
@@ -120,8 +122,9 @@ class DataFreeDistiller(BaseSegmentor):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.teacher_spec = copy.deepcopy(teacher)
         self.teacher_checkpoint = teacher_checkpoint
+        self.allow_random_teacher = allow_random_teacher
         self.teacher = freeze(build_segmentor(teacher_cfg))
-        if teacher_checkpoint is None:  # random weights, explicitly allowed
+        if teacher_checkpoint is None and allow_random_teacher:  # explicitly allowed
             self.teacher.init_weights()
             print_log('DataFreeDistiller: no teacher_checkpoint, the teacher has random '
                       'weights (allow_random_teacher=True)', logger='current', level=30)
@@ -147,6 +150,9 @@ class DataFreeDistiller(BaseSegmentor):
         record (spec, checkpoint, config and weights digests)."""
         if self._teacher_record is not None:
             return self._teacher_record
+        # checked here, not when built: testing never needs the teacher
+        check_teacher_checkpoint(self.teacher_checkpoint, self.allow_random_teacher,
+                                 'DataFreeDistiller', key='model.teacher_checkpoint')
         if self.teacher_checkpoint is not None:
             load_checkpoint_strict(self.teacher, self.teacher_checkpoint, 'teacher')
             freeze(self.teacher)
@@ -181,6 +187,8 @@ class DataFreeDistiller(BaseSegmentor):
             what = [name for name, a, b in (
                 ('configs', theirs.get('config_digest'), ours['config_digest']),
                 ('weights', theirs.get('weights_digest'), ours['weights_digest'])) if a != b]
+            if theirs.get('checkpoint') is None and ours['checkpoint'] is None:
+                what = [w for w in what if w != 'weights']  # two random teachers (opt-in)
             if what:
                 raise RuntimeError(
                     'DataFreeDistiller: the training samples were selected by ADS with a '

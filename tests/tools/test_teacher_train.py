@@ -172,3 +172,15 @@ def test_resume_refuses_other_teacher_weights_naming_the_file(repo_root, synthet
                 *opts(4))
     out = proc.stdout + proc.stderr
     assert 'Iter(train) [4/4]' in out and 'Iter(train) [1/4]' not in out
+
+
+@pytest.mark.slow
+def test_train_without_teacher_checkpoint_needs_allow_random_teacher(repo_root, synthetic_root,
+                                                                      tmp_path, tool):
+    work = str(tmp_path / 'work')
+    opts = ['--cfg-options', *synthetic_options(synthetic_root, work, 'None')]
+    out = run_failing(repo_root, 'tools/train.py', DFSS, '--work-dir', work, *opts)
+    assert 'ADSDataset: teacher_checkpoint is None' in out, out[-3000:]
+    proc = tool('tools/train.py', DFSS, '--work-dir', work, '--allow-random-teacher', *opts)
+    out = proc.stdout + proc.stderr
+    assert 'Iter(train) [2/2]' in out and 'weights are randomly initialised' in out
