@@ -89,7 +89,8 @@ def main():
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel('WARNING')  # not the per-parameter init report of a random teacher
-    torch.save({'state_dict': build_frozen_segmentor(TEACHER).state_dict()}, ckpt)
+    torch.save({'state_dict': build_frozen_segmentor(
+        TEACHER, allow_random_teacher=True).state_dict()}, ckpt)
     logger.setLevel(level)
     print(f'pool: {args.pool} generated images ({args.size} px) + {len(bad)} bad files '
           f'under {pool_dir}; generated in {time.time() - t0:.1f} s')

@@ -63,7 +63,7 @@ def pool_dataset(folder):
 def time_ads(cfg, pool, batch_size, device='cpu'):
     from mmseg_dfss.core import PoolScorer
     scorer = PoolScorer(cfg, None, 'ads', batch_size=batch_size, cache_dir=None,
-                        progress=False, device=device)
+                        progress=False, device=device, allow_random_teacher=True)
     t0 = time.perf_counter()
     result = scorer.score(pool)
     return len(pool) / (time.perf_counter() - t0), result
@@ -76,7 +76,7 @@ def time_full(cfg, pool, batch_size, device='cpu'):
     from mmseg_dfss.core import build_frozen_segmentor
     from mmseg_dfss.core.pool_scorer import DEFAULT_SCORE_PIPELINE, _ScoreView
     t0 = time.perf_counter()
-    model = build_frozen_segmentor(cfg).to(device)
+    model = build_frozen_segmentor(cfg, allow_random_teacher=True).to(device)
     view = _ScoreView(pool, range(len(pool)), DEFAULT_SCORE_PIPELINE)
     loader = DataLoader(view, batch_size=batch_size, collate_fn=pseudo_collate)
     n = 0
@@ -100,7 +100,8 @@ def memory_child(folder, batch_size, cache_dir, device='cpu'):
     scorer = PoolScorer(teacher_cfg(), None, 'ads', batch_size=batch_size,
                         score_pipeline=[dict(type='LoadImageFromFile'),
                                         dict(type='PackSegInputs')],
-                        cache_dir=cache_dir, progress=False, device=device)
+                        cache_dir=cache_dir, progress=False, device=device,
+                        allow_random_teacher=True)
     tracemalloc.start()
     t0 = time.perf_counter()
     result = scorer.score(pool)

@@ -41,6 +41,7 @@ def build(cfg_path, device):
     cfg = Config.fromfile(osp.join(REPO, cfg_path))
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.teacher_checkpoint = None
+    model_cfg.allow_random_teacher = True
     model_cfg.distill_loss.mode = 'wdd'  # per-sample weights without the hook
     torch.manual_seed(0)
     distiller = MODELS.build(model_cfg)

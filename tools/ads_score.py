@@ -1,6 +1,7 @@
 """Score the open-world pool of a config's ADSDataset and write the scores as CSV.
 
     python tools/ads_score.py CONFIG [--out scores.csv] [--plot DIR]
+                              [--teacher-checkpoint PATH_OR_URL] [--allow-random-teacher]
                               [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
 
 CONFIG's ``train_dataloader.dataset`` must be an ``ADSDataset``. The CSV has one row
@@ -41,6 +42,11 @@ def parse_args():
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config entries, e.g. '
                    'train_dataloader.dataset.strategy=random')
+    p.add_argument('--teacher-checkpoint', default=None,
+                   help="the teacher's weights, a path or URL (default: the config's "
+                   'train_dataloader.dataset.teacher_checkpoint)')
+    p.add_argument('--allow-random-teacher', action='store_true',
+                   help='score without a teacher checkpoint (random weights; tests only)')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args()
@@ -177,6 +183,10 @@ def main():
     if args.launcher != 'none':
         setup_dist(args.launcher)
     ds_cfg = ads_dataset_cfg(cfg, args.config)
+    if args.teacher_checkpoint:
+        ds_cfg['teacher_checkpoint'] = args.teacher_checkpoint
+    if args.allow_random_teacher:
+        ds_cfg['allow_random_teacher'] = True
     work_dir = cfg.get('work_dir') or 'work_dirs/ads'
     out = args.out or osp.join(work_dir, 'ads_scores.csv')
 

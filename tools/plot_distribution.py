@@ -38,7 +38,10 @@ def parse_args():
     p.add_argument('config', help='DFSS config (teacher, original-domain val split)')
     p.add_argument('--sets', nargs='+', default=[], metavar='NAME=CSV',
                    help='sampled sets: CSVs from tools/ads_score.py')
-    p.add_argument('--checkpoint', help='teacher checkpoint (default: the config\'s)')
+    p.add_argument('--checkpoint', '--teacher-checkpoint', dest='checkpoint',
+                   help='teacher checkpoint, a path or URL (default: the config\'s)')
+    p.add_argument('--allow-random-teacher', action='store_true',
+                   help='run without a teacher checkpoint (random weights; tests only)')
     p.add_argument('--method', choices=('tsne', 'pca'), default='tsne')
     p.add_argument('--max-per-set', type=int, default=500,
                    help='draw at most this many images per set (seeded subsample)')
@@ -97,7 +100,8 @@ def main():
     if 'teacher' not in cfg.model:
         raise KeyError(f'{args.config}: model.teacher is missing (not a DFSS config?)')
     teacher = build_frozen_segmentor(cfg.model.teacher,
-                                     args.checkpoint or cfg.model.get('teacher_checkpoint'))
+                                     args.checkpoint or cfg.model.get('teacher_checkpoint'),
+                                     allow_random_teacher=args.allow_random_teacher)
     from mmseg.registry import TRANSFORMS
     score_pipeline = cfg.train_dataloader.dataset.get('score_pipeline') or DEFAULT_SCORE_PIPELINE
     pipeline = Compose([TRANSFORMS.build(copy.deepcopy(t)) for t in score_pipeline])

@@ -1,7 +1,34 @@
 """MMSeg's tools/train.py with mmseg-dfss imported: same flags (--work-dir, --resume,
---amp, --cfg-options, --launcher, ...), see `python tools/train.py --help`."""
+--amp, --cfg-options, --launcher, ...), see `python tools/train.py --help`, plus
+--allow-random-teacher: a DFSS run whose teacher_checkpoint is None trains with a
+random-weight teacher (tests and benchmarks; without the flag that is an error)."""
+import sys
+
 import mmseg_dfss  # noqa: F401  (registers the plugin; checkpoints load under torch>=2.6)
 from mmseg_dfss.utils import run_mmseg_tool
+from mmseg_dfss.utils.mmseg_tools import with_cfg_options
+
+ALLOW_RANDOM_TEACHER = '--allow-random-teacher'
+
+
+def random_teacher_options(config):
+    """--cfg-options that set allow_random_teacher=True where the config has a teacher:
+    the distiller and the ADS wrapper."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    opts = []
+    if (cfg.get('model') or {}).get('type') == 'DataFreeDistiller':
+        opts.append('model.allow_random_teacher=True')
+    if ((cfg.get('train_dataloader') or {}).get('dataset') or {}).get('type') == 'ADSDataset':
+        opts.append('train_dataloader.dataset.allow_random_teacher=True')
+    return opts
+
 
 if __name__ == '__main__':
-    run_mmseg_tool('train.py')
+    argv = sys.argv[1:]
+    if ALLOW_RANDOM_TEACHER in argv:
+        argv.remove(ALLOW_RANDOM_TEACHER)
+        config = next((a for a in argv if a.endswith('.py')), None)
+        if config is not None:
+            argv = with_cfg_options(argv, random_teacher_options(config))
+    run_mmseg_tool('train.py', argv)

@@ -2,9 +2,9 @@
 # student, eps = 10K COCO images selected by ADS, WDPD loss, validated on CamVid test.
 #   python tools/train.py configs/dfss/deeplabv3_r50_to_mbv2_camvid.py
 #   bash tools/dist_train.sh configs/dfss/deeplabv3_r50_to_mbv2_camvid.py 8   # paper: 8 x 24
-teacher = 'configs/teachers/deeplabv3_r50-d8_camvid.py'
+teacher = dict(cfg_path='configs/teachers/deeplabv3_r50-d8_camvid.py')
 teacher_checkpoint = 'checkpoints/deeplabv3_r50-d8_camvid.pth'  # your trained teacher
-student = 'configs/students/deeplabv3_mbv2-d8_camvid.py'
+student = dict(cfg_path='configs/students/deeplabv3_mbv2-d8_camvid.py')
 num_samples = 10000  # eps
 strategy = 'ads'  # 'ads' | 'random' | 'confidence'
 loss_mode = 'wdpd'  # 'wdpd' | 'wdd' | 'vanilla'

@@ -7,10 +7,14 @@
 #   bash tools/dist_train.sh configs/dfss/deeplabv3_r50_to_mbv2_nyuv2.py 8   # paper: 8 x 24
 # At the end the student is exported to <work_dir>/student (plain MMSeg).
 # Swap backbones by changing `teacher`/`student` (any MMSeg segmentor config with the
-# same classes; the teacher's checkpoint must match its config).
-teacher = 'configs/teachers/deeplabv3_r50-d8_nyuv2.py'
+# same classes, e.g. dict(cfg_path='mmseg::...py'); the teacher's checkpoint must match
+# its config and may be a path or a URL). Keys inside are set from the command line:
+#   --cfg-options model.student.decode_head.channels=64
+# The ADS wrapper and the distiller must name the same teacher (a run whose two differ
+# stops): set model.teacher.<key> and train_dataloader.dataset.teacher.<key> together.
+teacher = dict(cfg_path='configs/teachers/deeplabv3_r50-d8_nyuv2.py')
 teacher_checkpoint = 'checkpoints/deeplabv3_r50-d8_nyuv2.pth'  # your trained teacher
-student = 'configs/students/deeplabv3_mbv2-d8_nyuv2.py'
+student = dict(cfg_path='configs/students/deeplabv3_mbv2-d8_nyuv2.py')
 num_samples = 10000  # eps
 strategy = 'ads'  # 'ads' | 'random' | 'confidence'
 loss_mode = 'wdpd'  # 'wdpd' | 'wdd' | 'vanilla'

@@ -8,7 +8,7 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmseg_dfss'], allow_failed_imports=False)
 
-teacher = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
+teacher = dict(cfg_path='configs/synthetic/deeplabv3_r18-tiny_synthetic.py')
 teacher_checkpoint = 'work_dirs/teacher_synth/iter_2000.pth'
 # training view of the kept pool images (the distiller's input)
 pool_train_pipeline = [

@@ -5,9 +5,9 @@
 #   python tools/train.py configs/synthetic/deeplabv3_r18-tiny_synthetic.py \
 #       --work-dir work_dirs/teacher_synth
 #   python tools/train.py configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py
-teacher = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
+teacher = dict(cfg_path='configs/synthetic/deeplabv3_r18-tiny_synthetic.py')
 teacher_checkpoint = 'work_dirs/teacher_synth/iter_2000.pth'
-student = 'configs/students/deeplabv3_mbv2-tiny_synthetic.py'
+student = dict(cfg_path='configs/students/deeplabv3_mbv2-tiny_synthetic.py')
 num_samples = 1000  # eps, of the 2000-image default pool
 strategy = 'ads'  # 'ads' | 'random' | 'confidence'
 loss_mode = 'wdpd'  # 'wdpd' | 'wdd' | 'vanilla'

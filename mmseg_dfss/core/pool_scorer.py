@@ -47,7 +47,8 @@ from torch.utils.data import DataLoader, Dataset
 from .bn_stats import BNStatsDistance
 from .image_header import is_transient_oserror, read_image_size
 from .score_cache import ScoreCache, SizeCache
-from .teacher import build_frozen_segmentor, load_model_config
+from .teacher import (build_frozen_segmentor, check_teacher_checkpoint, load_model_config,
+                      teacher_record)
 
 STRATEGIES = ('ads', 'random', 'confidence')
 # part of every cache fingerprint: bump when the way a score is computed changes
@@ -325,7 +326,7 @@ class PoolScorer:
 
     Args:
         teacher: segmentor config dict or file path (``mmseg::`` allowed).
-        teacher_checkpoint: checkpoint path (None: random weights, tests only).
+        teacher_checkpoint: checkpoint path or URL (any ``CheckpointLoader`` scheme).
         strategy: ``'ads'`` | ``'random'`` | ``'confidence'``.
         bn_layers: ``'backbone'`` | ``'all'`` | list of regexes (``'ads'`` only).
         score_pipeline: deterministic pipeline ending in ``PackSegInputs``.
@@ -340,11 +341,14 @@ class PoolScorer:
             beyond it scoring stops ("wrong data_root?"). 1.0 never stops.
         io_retries: retries of a transient ``OSError`` (EIO, EMFILE, ESTALE, ...)
             on one image before scoring stops (nothing is cached for it).
+        allow_random_teacher: allow ``teacher_checkpoint=None`` (random weights; tests
+            and benchmarks only). ``teacher_record`` says what scored after ``score()``.
     """
 
     def __init__(self, teacher, teacher_checkpoint=None, strategy='ads', bn_layers='backbone',
                  score_pipeline=None, batch_size=8, num_workers=0, cache_dir=None, seed=0,
-                 device=None, progress=True, max_unreadable=0.05, io_retries=3):
+                 device=None, progress=True, max_unreadable=0.05, io_retries=3,
+                 allow_random_teacher=False):
         if strategy not in STRATEGIES:
             raise ValueError(f'strategy must be one of {STRATEGIES}, got {strategy!r}')
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -355,8 +359,12 @@ class PoolScorer:
                              f'{max_unreadable!r}')
         if not isinstance(io_retries, int) or io_retries < 0:
             raise ValueError(f'io_retries must be an integer >= 0, got {io_retries!r}')
+        if strategy != 'random':  # 'random' never runs the teacher
+            check_teacher_checkpoint(teacher_checkpoint, allow_random_teacher, 'PoolScorer')
         self.teacher_cfg = teacher
         self.teacher_checkpoint = teacher_checkpoint
+        self.allow_random_teacher = allow_random_teacher
+        self.teacher_record = None
         self.strategy = strategy
         self.bn_layers = bn_layers
         self.score_pipeline = copy.deepcopy(
@@ -375,7 +383,9 @@ class PoolScorer:
 
     # ---------------------------------------------------------------- teacher
     def _build(self):
-        model = build_frozen_segmentor(self.teacher_cfg, self.teacher_checkpoint, 'teacher')
+        model = build_frozen_segmentor(self.teacher_cfg, self.teacher_checkpoint, 'teacher',
+                                       allow_random_teacher=self.allow_random_teacher)
+        self.teacher_record = teacher_record(self.teacher_cfg, self.teacher_checkpoint, model)
         model = model.to(self.device)
         if torch.device(self.device).type == 'cuda' and hasattr(model.data_preprocessor,
                                                                 '_non_blocking'):

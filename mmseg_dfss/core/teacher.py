@@ -1,19 +1,37 @@
 """Build the frozen teacher shared by ADS scoring and the distiller.
 
-A teacher is given as users write it in configs: an MMSeg segmentor config dict,
-or a config file path (``mmseg::`` package paths included), plus a checkpoint.
-Loading is strict: missing, unexpected or mis-shaped keys are an error naming the
-checkpoint file and the keys, never a silently half-random teacher.
+A model (teacher or student) is given as users write it in configs:
+
+- an MMSeg segmentor config dict (``dict(type='EncoderDecoder', ...)``);
+- a config file path (``mmseg::`` package paths included): the file's ``model``;
+- MMRazor's ``dict(cfg_path='mmseg::...py' or a file, **overrides)``: the file's
+  ``model`` with the overrides merged in by MMEngine's config merge (``_delete_``
+  honoured), so ``--cfg-options model.student.decode_head.channels=8`` reaches inside.
+
+A checkpoint is read by MMEngine's ``CheckpointLoader``, so every scheme it knows works
+(local files, ``http(s)://``, ``open-mmlab://``, ``mmcls://``, ``torchvision://``,
+``s3://`` through file backends; downloads go to the torch hub cache, rank 0 first).
+Loading stays ``weights_only``: MMEngine's http loader asks torch for a full unpickle,
+which is forced back to ``weights_only`` here (see :mod:`.safe_load`). Loading is
+strict: missing, unexpected or mis-shaped keys are an error naming the checkpoint and
+the keys, never a silently half-random teacher. A random-weight teacher (no checkpoint)
+needs the explicit opt-in ``allow_random_teacher=True``.
 """
+import contextlib
 import copy
+import hashlib
+import json
+import os
 import os.path as osp
 import pickle
 
+import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 
 MAX_KEYS_SHOWN = 10
+CFG_PATH = 'cfg_path'
 
 
 def resolve_config_path(path):
@@ -34,38 +52,123 @@ def resolve_config_path(path):
     return full
 
 
-def load_model_config(model):
-    """Returns the segmentor ``ConfigDict`` from a dict or a config file path.
-
-    A file may be a full MMSeg config (its ``model``; a top-level
-    ``data_preprocessor`` fills in a missing one) or a model base config.
-    """
-    if isinstance(model, (dict, ConfigDict)):
-        return ConfigDict(copy.deepcopy(dict(model)))
-    if not isinstance(model, str):
-        raise TypeError(f'a model must be a config dict or a config file path, got {type(model)}')
-    cfg = Config.fromfile(resolve_config_path(model))
+def _model_from_file(path):
+    cfg = Config.fromfile(resolve_config_path(path))
     if 'model' not in cfg:
-        raise KeyError(f'config {model!r} has no `model` entry')
+        raise KeyError(f'config {path!r} has no `model` entry')
     model_cfg = copy.deepcopy(cfg.model)
     if 'data_preprocessor' not in model_cfg and 'data_preprocessor' in cfg:
         model_cfg.data_preprocessor = copy.deepcopy(cfg.data_preprocessor)
     return model_cfg
 
 
-def checkpoint_state_dict(path):
-    """The ``state_dict`` of an MMEngine or plain checkpoint, ``module.`` prefix removed."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist')
+def load_model_config(model):
+    """Returns the segmentor ``ConfigDict`` of a model spec.
+
+    ``model`` is a config dict, a config file path, or ``dict(cfg_path=..., **overrides)``
+    (MMRazor's convention). A file may be a full MMSeg config (its ``model``; a top-level
+    ``data_preprocessor`` fills in a missing one) or a model base config.
+    """
+    if isinstance(model, (dict, ConfigDict)):
+        model = copy.deepcopy(dict(model))
+        if CFG_PATH not in model:
+            return ConfigDict(model)
+        path = model.pop(CFG_PATH)
+        if not isinstance(path, str):
+            raise TypeError(f'{CFG_PATH} must be a config file path, got {path!r}')
+        model.pop('_delete_', None)
+        base = _model_from_file(path).to_dict()
+        try:  # MMEngine's own merge: nested dicts merge, `_delete_=True` replaces
+            merged = Config._merge_a_into_b(model, base, allow_list_keys=True)
+        except (TypeError, KeyError) as e:
+            raise type(e)(f'overrides of {CFG_PATH}={path!r} do not fit its model: {e}') from e
+        return ConfigDict(merged)
+    if not isinstance(model, str):
+        raise TypeError('a model must be a config dict, a config file path or '
+                        f'dict(cfg_path=..., **overrides), got {type(model)}')
+    return _model_from_file(model)
+
+
+def describe_model_spec(model):
+    """A short human-readable name of a model spec, for messages."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, (dict, ConfigDict)):
+        if CFG_PATH in model:
+            extra = sorted(k for k in model if k != CFG_PATH)
+            return model[CFG_PATH] + (f' (overriding {", ".join(extra)})' if extra else '')
+        return f'an inline config dict (type={model.get("type")!r})'
+    return repr(model)
+
+
+def config_digest(model_cfg):
+    """sha256 of a resolved model config (sorted JSON): equal configs, equal digests."""
+    data = model_cfg.to_dict() if isinstance(model_cfg, ConfigDict) else model_cfg
+    blob = json.dumps(data, sort_keys=True, default=repr).encode('utf-8')
+    return hashlib.sha256(blob).hexdigest()
+
+
+def weights_digest(model):
+    """sha256 over a model's ``state_dict`` (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f'{name}|{t.dtype}|{tuple(t.shape)}|'.encode())
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        h.update(memoryview(t.numpy()).cast('B'))  # no copy of the weights
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _weights_only():
+    """Forces ``torch.load(weights_only=True)`` for loaders that ask for a full unpickle
+    (MMEngine's http loader calls ``torch.hub.load_state_dict_from_url``, whose default
+    is ``weights_only=False``); ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` is torch's own switch."""
+    from .safe_load import register_checkpoint_safe_globals
+    register_checkpoint_safe_globals()
+    key = 'TORCH_FORCE_WEIGHTS_ONLY_LOAD'
+    old = os.environ.get(key)
+    os.environ[key] = '1'
     try:
-        ckpt = _load_checkpoint(path, map_location='cpu')
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def load_checkpoint_file(path, what='checkpoint'):
+    """Reads a checkpoint through MMEngine's ``CheckpointLoader`` (any scheme), on CPU,
+    ``weights_only``. Every failure is an error naming ``path``."""
+    if not isinstance(path, str) or not path:
+        raise TypeError(f'{what}: a checkpoint must be a path or URL string, got {path!r}')
+    local = CheckpointLoader._get_checkpoint_loader(path) is load_from_local
+    if local and not osp.isfile(osp.expanduser(path)):
+        raise FileNotFoundError(f'{what} {path!r} does not exist')
+    try:
+        with _weights_only():
+            return CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='current')
     except pickle.UnpicklingError as e:
         raise pickle.UnpicklingError(
-            f'checkpoint {path!r} holds objects that are not allowed to be unpickled '
+            f'{what} {path!r} holds objects that are not allowed to be unpickled '
             f'(torch.load weights_only): {e}') from e
+    except KeyError as e:  # an open-mmlab:// / mmcls:// / torchvision:// name not known
+        raise KeyError(f'{what} {path!r}: {e} is not a model name MMEngine knows (its hub '
+                       'json files and $MMENGINE_HOME/open_mmlab.json)') from e
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f'{what} {path!r} could not be found: {e}') from e
+    except OSError as e:  # urllib's HTTPError/URLError (404, refused, DNS), I/O errors
+        raise OSError(f'{what} {path!r} could not be read: {e}') from e
+
+
+def checkpoint_state_dict(path, what='checkpoint'):
+    """The ``state_dict`` of an MMEngine or plain checkpoint, ``module.`` prefix removed."""
+    ckpt = load_checkpoint_file(path, what)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f'checkpoint {path!r} holds no state_dict')
+        raise ValueError(f'{what} {path!r} holds no state_dict')
     return {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
 
 
@@ -77,7 +180,7 @@ def _names(keys):
 
 def load_checkpoint_strict(model, path, what='model'):
     """Loads ``path`` into ``model``; any key or shape mismatch raises with names."""
-    state = checkpoint_state_dict(path)
+    state = checkpoint_state_dict(path, f'{what} checkpoint')
     own = model.state_dict()
     missing = set(own) - set(state)
     unexpected = set(state) - set(own)
@@ -109,19 +212,46 @@ def freeze(model):
     return model
 
 
-def build_frozen_segmentor(model, checkpoint=None, what='teacher'):
-    """Builds an MMSeg segmentor from a config dict/path, loads ``checkpoint``
-    strictly and freezes it. Without a checkpoint the weights are random (for
-    tests and benchmarks) and a warning says so."""
+def check_teacher_checkpoint(checkpoint, allow_random_teacher, owner, key='teacher_checkpoint'):
+    """``checkpoint=None`` is an error unless ``allow_random_teacher`` (tests, benchmarks):
+    a random-weight teacher must never be used by accident."""
+    if checkpoint is None and not allow_random_teacher:
+        raise ValueError(
+            f'{owner}: {key} is None, so the teacher would have random weights; give the '
+            f"trained teacher's checkpoint (a path or URL), or set allow_random_teacher=True "
+            'for tests and benchmarks')
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        raise TypeError(f'{owner}: {key} must be a path or URL string, got {checkpoint!r}')
+
+
+def build_segmentor(model):
+    """An MMSeg segmentor from a model spec (see :func:`load_model_config`)."""
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
-    cfg = load_model_config(model)
-    segmentor = MODELS.build(cfg)
+    return MODELS.build(load_model_config(model))
+
+
+def build_frozen_segmentor(model, checkpoint=None, what='teacher', allow_random_teacher=False):
+    """Builds an MMSeg segmentor from a model spec, loads ``checkpoint`` (any
+    ``CheckpointLoader`` scheme) strictly and freezes it. Without a checkpoint the
+    weights are random, which needs ``allow_random_teacher=True`` (tests and
+    benchmarks) and is logged."""
+    check_teacher_checkpoint(checkpoint, allow_random_teacher, what)
+    segmentor = build_segmentor(model)
     if checkpoint is None:
         segmentor.init_weights()
-        print_log(f'{what}: no checkpoint given, weights are randomly initialised',
-                  logger='current', level=30)
+        print_log(f'{what}: no checkpoint given, weights are randomly initialised '
+                  '(allow_random_teacher=True)', logger='current', level=30)
     else:
         load_checkpoint_strict(segmentor, checkpoint, what)
     return freeze(segmentor)
+
+
+def teacher_record(model, checkpoint, segmentor):
+    """What a teacher is: its spec, resolved config (and digest), checkpoint and
+    weights digest. ADS records it; the distiller compares against it."""
+    cfg = load_model_config(model)
+    return dict(spec=describe_model_spec(model), checkpoint=checkpoint,
+                config=cfg.to_dict(), config_digest=config_digest(cfg),
+                weights_digest=weights_digest(segmentor))

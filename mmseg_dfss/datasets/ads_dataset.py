@@ -8,6 +8,7 @@ from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
 from ..core.pool_scorer import PoolScorer, check_num_samples, eq11_weights, select_lowest
+from ..core.teacher import check_teacher_checkpoint
 
 
 @DATASETS.register_module()
@@ -20,12 +21,17 @@ class ADSDataset:
     served through the pool's own pipeline, and its packed ``SegDataSample``
     carries ``ads_distance`` (its score) and ``ads_weight`` in the metainfo:
     Eq. 11 over the kept set for ``'ads'`` and ``'confidence'``, 1 for
-    ``'random'`` (which has no distance).
+    ``'random'`` (which has no distance), and ``ads_teacher``: the teacher that
+    scored it (spec, checkpoint, config and weights sha256), which
+    :class:`DataFreeDistiller` compares with its own teacher. ``teacher_record`` keeps
+    the full record (resolved config included) after the scorer is dropped.
 
     Args:
         dataset: the pool (config dict or dataset), e.g. ``UnlabeledImageDataset``.
-        teacher: MMSeg segmentor config dict or config path (``mmseg::`` allowed).
-        teacher_checkpoint: the teacher's weights (None: random weights, tests only).
+        teacher: MMSeg segmentor config dict, config path (``mmseg::`` allowed) or
+            ``dict(cfg_path=..., **overrides)``; the distiller's ``teacher``.
+        teacher_checkpoint: the teacher's weights, a path or any URL MMEngine's
+            ``CheckpointLoader`` reads; the distiller's ``teacher_checkpoint``.
         num_samples: eps, how many images to keep.
         strategy: ``'ads'`` | ``'random'`` | ``'confidence'``.
         bn_layers: ``'backbone'`` | ``'all'`` | list of module-name regexes.
@@ -38,12 +44,14 @@ class ADSDataset:
             stops ("wrong data_root?"); default 0.05.
         score_io_retries: retries of a transient I/O error per image.
         lazy_init: score only when first needed (``full_init``).
+        allow_random_teacher: allow ``teacher_checkpoint=None`` (random weights;
+            tests and benchmarks only).
     """
 
     def __init__(self, dataset, teacher, teacher_checkpoint=None, num_samples=None,
                  strategy='ads', bn_layers='backbone', score_pipeline=None, score_batch_size=8,
                  score_num_workers=0, cache_dir='work_dirs/ads_cache', seed=0, lazy_init=False,
-                 max_unreadable=0.05, score_io_retries=3):
+                 max_unreadable=0.05, score_io_retries=3, allow_random_teacher=False):
         if isinstance(dataset, dict):
             self.dataset = DATASETS.build(dataset)
         elif isinstance(dataset, BaseDataset):
@@ -54,13 +62,17 @@ class ADSDataset:
         if num_samples is None:
             raise ValueError('ADSDataset: num_samples (eps) must be given')
         check_num_samples(num_samples)
+        if strategy != 'random':  # 'random' never runs the teacher
+            check_teacher_checkpoint(teacher_checkpoint, allow_random_teacher, 'ADSDataset')
         self.num_samples = num_samples
         self.strategy = strategy
         self.scorer = PoolScorer(teacher, teacher_checkpoint, strategy=strategy,
                                  bn_layers=bn_layers, score_pipeline=score_pipeline,
                                  batch_size=score_batch_size, num_workers=score_num_workers,
                                  cache_dir=cache_dir, seed=seed, max_unreadable=max_unreadable,
-                                 io_retries=score_io_retries)
+                                 io_retries=score_io_retries,
+                                 allow_random_teacher=allow_random_teacher)
+        self.teacher_record = None  # what scored: set by full_init (None for 'random')
         self._metainfo = self.dataset.metainfo
         self._fully_initialized = False
         if not lazy_init:
@@ -87,6 +99,9 @@ class ADSDataset:
         else:
             self.weights = eq11_weights(self.distances)
         self._log_summary()
+        self.teacher_record = self.scorer.teacher_record
+        self._teacher_identity = None if self.teacher_record is None else {
+            k: v for k, v in self.teacher_record.items() if k != 'config'}
         self.scorer = None  # the teacher is not needed any more (and not sent to workers)
         self._fully_initialized = True
 
@@ -130,4 +145,6 @@ class ADSDataset:
         data['data_samples'].set_metainfo(
             dict(ads_distance=float(self.distances[idx]), ads_weight=float(self.weights[idx]),
                  pool_index=pool_idx))
+        if self._teacher_identity is not None:
+            data['data_samples'].set_metainfo(dict(ads_teacher=dict(self._teacher_identity)))
         return data

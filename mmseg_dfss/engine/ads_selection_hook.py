@@ -48,6 +48,9 @@ class ADSSelectionHook(Hook):
             fingerprint, count = selection_fingerprint(dataset)
             checkpoint.setdefault('meta', {})['ads_selection'] = dict(
                 fingerprint=fingerprint, num_samples=count, strategy=dataset.strategy)
+            if dataset.teacher_record is not None:  # which teacher scored
+                checkpoint['meta']['ads_selection']['teacher'] = {
+                    k: dataset.teacher_record[k] for k in ('checkpoint', 'weights_digest')}
 
     def after_load_checkpoint(self, runner, checkpoint):
         saved = checkpoint.get('meta', {}).get('ads_selection')
@@ -55,7 +58,10 @@ class ADSSelectionHook(Hook):
         if saved is None or dataset is None:
             return
         fingerprint, count = selection_fingerprint(dataset)
-        if fingerprint == saved['fingerprint']:
+        teacher, now = saved.get('teacher'), dataset.teacher_record
+        teacher_changed = bool(teacher and now
+                               and teacher['weights_digest'] != now['weights_digest'])
+        if fingerprint == saved['fingerprint'] and not teacher_changed:
             print_log(f'ADS selection unchanged since the checkpoint ({count} images)',
                       logger='current')
             return
@@ -63,6 +69,12 @@ class ADSSelectionHook(Hook):
                f'{saved["num_samples"]} images ({saved["strategy"]}), now {count} '
                f'({dataset.strategy}) with other images; the pool or the ADS settings '
                'changed since the run started')
+        if teacher_changed:
+            msg = (f'the ADS teacher is not the one the run started with: teacher_checkpoint '
+                   f'{now["checkpoint"]!r} holds other weights (sha256 '
+                   f'{now["weights_digest"][:16]}..., the run started with '
+                   f'{teacher["weights_digest"][:16]}... from {teacher["checkpoint"]!r}); '
+                   'restore that file. ' + msg)
         if self.on_mismatch == 'error':
             raise RuntimeError(f'ADSSelectionHook: {msg}. Restore the pool, or resume with '
                                "custom_hooks' ADSSelectionHook(on_mismatch='warn')")

@@ -1,4 +1,6 @@
 """Teacher -> student distillation on unlabeled (ADS-sampled) images, paper Sec. 3.4."""
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -7,10 +9,13 @@ from mmengine.logging import print_log
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
 
-from ..core.teacher import build_frozen_segmentor, load_model_config
+from ..core.teacher import (build_segmentor, check_teacher_checkpoint, freeze,
+                            load_checkpoint_strict, load_model_config, teacher_record)
 
 # keys of SegDataPreProcessor that change what the network sees
 NORM_KEYS = ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr')
+# the sha256 of the teacher weights a run distils from, saved in its checkpoints
+DIGEST_BUFFER = 'teacher_weights_digest'
 
 
 def _num_classes(segmentor, what):
@@ -22,6 +27,26 @@ def _num_classes(segmentor, what):
         raise TypeError(f'DataFreeDistiller: cannot read the number of classes of the {what} '
                         f'({type(segmentor).__name__} has no decode_head.out_channels)')
     return num
+
+
+def _drop_teacher_from_state_dict(module, state_dict, prefix, local_metadata):
+    """State-dict post-hook: a distiller checkpoint carries no teacher weights (they come
+    from ``teacher_checkpoint``); registered as a hook because MMEngine's
+    ``get_state_dict`` runs the hooks but not a ``state_dict()`` override."""
+    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+        del state_dict[key]
+
+
+def _teacher_keys_are_not_missing(module, incompatible_keys):
+    """Load post-hook: absent teacher weights (and the digest of checkpoints written
+    before it existed) are expected, not "missing keys"."""
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing
+                  if not (k.startswith('teacher.') or k == DIGEST_BUFFER)]
+
+
+def _hex(digest_tensor):
+    return bytes(digest_tensor.detach().cpu().tolist()).hex()
 
 
 def _normalisation(dp):
@@ -42,10 +67,22 @@ class DataFreeDistiller(BaseSegmentor):
     student's, so MMSeg's validation/test loops, metrics and visualisation work
     unchanged, and the student is what gets exported.
 
-    The teacher is frozen: built with strict checkpoint loading, no parameter
-    requires grad, and it stays in eval mode whatever ``train()`` is called with,
-    so its BN running statistics never change. ``init_weights()`` initialises the
-    student only.
+    The teacher is frozen: no parameter requires grad, and it stays in eval mode
+    whatever ``train()`` is called with, so its BN running statistics never change.
+    ``init_weights()`` initialises the student only.
+
+    The teacher's weights are needed for training only. They are loaded (strictly,
+    from any ``CheckpointLoader`` scheme) when training starts: on the first
+    ``train()`` (MMEngine's train loop calls it before the first iteration) or
+    ``loss()``, never for validation or testing, so ``tools/test.py`` runs on a
+    machine without ``teacher_checkpoint``. Checkpoints of this model carry no teacher
+    weights, only their sha256 (the ``teacher_weights_digest`` buffer): a resumed run
+    reloads ``teacher_checkpoint`` and stops if its weights are not the ones the run
+    started with.
+
+    One teacher per run: samples selected by :class:`ADSDataset` carry the identity of
+    the teacher that scored them (``ads_teacher``: config and weights digests); a batch
+    scored by another teacher than this one stops training with an error naming both.
 
     Normalisation: the batch is normalised once, by this model's
     ``data_preprocessor``, and both networks see that tensor. The teacher must see
@@ -55,12 +92,16 @@ class DataFreeDistiller(BaseSegmentor):
     one, and a warning says so. Without ``data_preprocessor`` the teacher's is used.
 
     Args:
-        teacher (dict | str): segmentor config, or a config file (``mmseg::`` ok).
-        student (dict | str): segmentor config, or a config file.
-        teacher_checkpoint (str, optional): teacher weights (strict). None gives a
-            random teacher (tests/benchmarks only; a warning says so).
+        teacher (dict | str): segmentor config, a config file (``mmseg::`` ok), or
+            ``dict(cfg_path=..., **overrides)``.
+        student (dict | str): same forms as ``teacher``.
+        teacher_checkpoint (str): teacher weights (strict): a path or any URL
+            MMEngine's ``CheckpointLoader`` reads.
         distill_loss (dict): the loss, a :class:`WDPDLoss` config by default.
         data_preprocessor (dict, optional): ``SegDataPreProcessor`` config.
+        allow_random_teacher (bool): allow ``teacher_checkpoint=None``, a random-weight
+            teacher (tests and benchmarks only). Default False: None is an error when
+            training starts (testing a checkpoint needs no teacher at all).
     """
 
     def __init__(self,
@@ -69,14 +110,29 @@ class DataFreeDistiller(BaseSegmentor):
                  teacher_checkpoint=None,
                  distill_loss=dict(type='WDPDLoss'),
                  data_preprocessor=None,
-                 init_cfg=None):
+                 init_cfg=None,
+                 allow_random_teacher=False):
+        if teacher_checkpoint is not None:
+            check_teacher_checkpoint(teacher_checkpoint, True, 'DataFreeDistiller',
+                                     key='model.teacher_checkpoint')
         teacher_cfg = load_model_config(teacher)
         student_cfg = load_model_config(student)
         data_preprocessor = self._check_normalisation(data_preprocessor, teacher_cfg,
                                                       student_cfg)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.teacher = build_frozen_segmentor(teacher_cfg, teacher_checkpoint, what='teacher')
+        self.teacher_spec = copy.deepcopy(teacher)
+        self.teacher_checkpoint = teacher_checkpoint
+        self.allow_random_teacher = allow_random_teacher
+        self.teacher = freeze(build_segmentor(teacher_cfg))
+        if teacher_checkpoint is None and allow_random_teacher:  # explicitly allowed
+            self.teacher.init_weights()
+            print_log('DataFreeDistiller: no teacher_checkpoint, the teacher has random '
+                      'weights (allow_random_teacher=True)', logger='current', level=30)
         self.teacher._is_init = True  # never re-initialised by init_weights()
+        self._teacher_record = None  # set when the weights are loaded (load_teacher)
+        self.register_buffer(DIGEST_BUFFER, torch.zeros(32, dtype=torch.uint8))
+        self.register_state_dict_post_hook(_drop_teacher_from_state_dict)
+        self.register_load_state_dict_post_hook(_teacher_keys_are_not_missing)
         self.student = MODELS.build(student_cfg)
         n_t = _num_classes(self.teacher, 'teacher')
         n_s = _num_classes(self.student, 'student')
@@ -86,6 +142,62 @@ class DataFreeDistiller(BaseSegmentor):
         self.distill_loss = MODELS.build(distill_loss)
         self.align_corners = False
         self.nonfinite_teacher_samples = 0
+
+    # ----------------------------------------------------------------- teacher
+    def load_teacher(self):
+        """Loads ``teacher_checkpoint`` into the teacher (once) and checks its digest
+        against the one restored from a checkpoint of this run. Returns the teacher's
+        record (spec, checkpoint, config and weights digests)."""
+        if self._teacher_record is not None:
+            return self._teacher_record
+        # checked here, not when built: testing never needs the teacher
+        check_teacher_checkpoint(self.teacher_checkpoint, self.allow_random_teacher,
+                                 'DataFreeDistiller', key='model.teacher_checkpoint')
+        if self.teacher_checkpoint is not None:
+            load_checkpoint_strict(self.teacher, self.teacher_checkpoint, 'teacher')
+            freeze(self.teacher)
+        record = teacher_record(self.teacher_spec, self.teacher_checkpoint, self.teacher)
+        buffer = getattr(self, DIGEST_BUFFER)
+        saved = _hex(buffer)
+        if any(buffer.tolist()) and saved != record['weights_digest']:
+            raise RuntimeError(
+                f'DataFreeDistiller: teacher_checkpoint {self.teacher_checkpoint!r} does not '
+                f'hold the teacher weights this run started with (sha256 {saved[:16]}... in '
+                f'the loaded checkpoint, {record["weights_digest"][:16]}... in the file); '
+                'restore that file to resume. To start a new distillation from this '
+                "run's student, export it (tools/export_student.py) and load it as "
+                "model.student.init_cfg=dict(type='Pretrained', checkpoint=...)")
+        buffer.copy_(torch.tensor(list(bytes.fromhex(record['weights_digest'])),
+                                  dtype=torch.uint8))
+        self._teacher_record = record
+        return record
+
+    def check_same_teacher(self, data_samples):
+        """Stops when a sample was selected (ADS) by another teacher than this one."""
+        ours = self.load_teacher()
+        seen = set()
+        for ds in data_samples:
+            theirs = ds.metainfo.get('ads_teacher')
+            if not theirs:
+                continue
+            key = (theirs.get('config_digest'), theirs.get('weights_digest'))
+            if key in seen:
+                continue
+            seen.add(key)
+            what = [name for name, a, b in (
+                ('configs', theirs.get('config_digest'), ours['config_digest']),
+                ('weights', theirs.get('weights_digest'), ours['weights_digest'])) if a != b]
+            if theirs.get('checkpoint') is None and ours['checkpoint'] is None:
+                what = [w for w in what if w != 'weights']  # two random teachers (opt-in)
+            if what:
+                raise RuntimeError(
+                    'DataFreeDistiller: the training samples were selected by ADS with a '
+                    'different teacher than the one distilled from (their '
+                    f'{" and ".join(what)} differ): ADS scored with '
+                    f'{theirs.get("spec")!r} (checkpoint {theirs.get("checkpoint")!r}), the '
+                    f'distiller uses {ours["spec"]!r} (checkpoint {ours["checkpoint"]!r}). Set '
+                    'train_dataloader.dataset.teacher / .teacher_checkpoint and '
+                    'model.teacher / model.teacher_checkpoint to the same model')
 
     @staticmethod
     def _check_normalisation(data_preprocessor, teacher_cfg, student_cfg):
@@ -122,8 +234,12 @@ class DataFreeDistiller(BaseSegmentor):
         self._is_init = True
 
     def train(self, mode=True):
+        """Training mode for the student; the teacher stays in eval mode. Entering
+        training loads the teacher's weights (MMEngine's loops call this first)."""
         super().train(mode)
         self.teacher.eval()
+        if mode:
+            self.load_teacher()
         return self
 
     @staticmethod
@@ -140,6 +256,7 @@ class DataFreeDistiller(BaseSegmentor):
                                 for ds in data_samples])
 
     def loss(self, inputs, data_samples):
+        self.check_same_teacher(data_samples)
         with torch.no_grad():
             teacher_logits = self._logits(self.teacher, inputs, data_samples, 'teacher')
         student_logits = self._logits(self.student, inputs, data_samples, 'student')

@@ -17,7 +17,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.registry import Registry
 
-from ..core.teacher import load_model_config
+from ..core.teacher import load_checkpoint_file, load_model_config
 
 CONFIG_NAME = 'student_config.py'
 CHECKPOINT_NAME = 'student.pth'
@@ -209,14 +209,12 @@ def export_student(cfg, student_state_dict, out_dir, dataset_meta=None, source=N
 
 
 def export_student_from_checkpoint(checkpoint, out_dir, config=None):
-    """Exports the student of a ``DataFreeDistiller`` training checkpoint.
+    """Exports the student of a ``DataFreeDistiller`` training checkpoint (a path or
+    any URL MMEngine's ``CheckpointLoader`` reads; it holds no teacher weights).
 
     ``config`` (path) defaults to the config MMEngine stored in the checkpoint.
     """
-    from mmengine.runner.checkpoint import _load_checkpoint
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist')
-    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    ckpt = load_checkpoint_file(checkpoint, 'checkpoint')  # a path or any URL
     state = ckpt.get('state_dict', ckpt)
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
     student = OrderedDict((k[len('student.'):], v) for k, v in state.items()

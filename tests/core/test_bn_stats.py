@@ -15,7 +15,8 @@ TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
 @pytest.fixture(scope='module')
 def teacher(repo_root):
     torch.manual_seed(0)
-    return randomise_bn(build_frozen_segmentor(osp.join(repo_root, TEACHER)))
+    return randomise_bn(build_frozen_segmentor(osp.join(repo_root, TEACHER),
+                                               allow_random_teacher=True))
 
 
 def independent_d(model, x, prefix='backbone.'):
@@ -110,7 +111,7 @@ def test_syncbn_layers_are_read_like_bn(repo_root, teacher):
     from mmseg_dfss.core import load_model_config
     cfg = load_model_config(osp.join(repo_root, TEACHER))
     cfg.backbone.norm_cfg = dict(type='SyncBN', requires_grad=True)
-    sync = build_frozen_segmentor(cfg)
+    sync = build_frozen_segmentor(cfg, allow_random_teacher=True)
     sync.load_state_dict(teacher.state_dict())
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in sync.backbone.modules())
     x = torch.randn(2, 3, 32, 32)

@@ -37,7 +37,7 @@ def teacher_cfg(repo_root):
 @pytest.fixture(scope='module')
 def ckpt(tmp_path_factory, teacher_cfg):
     torch.manual_seed(0)
-    model = randomise_bn(build_frozen_segmentor(teacher_cfg))
+    model = randomise_bn(build_frozen_segmentor(teacher_cfg, allow_random_teacher=True))
     path = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
     torch.save({'state_dict': model.state_dict()}, path)
     return path

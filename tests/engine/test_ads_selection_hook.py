@@ -1,6 +1,7 @@
 """ADSSelectionHook: a resumed run must train on the ADS selection it started with."""
 import os
 import os.path as osp
+import re
 from types import SimpleNamespace
 
 import mmcv
@@ -26,7 +27,7 @@ def _pool(root, n):
 def teacher_ckpt(tmp_path_factory, repo_root):
     from mmseg_dfss.core import build_frozen_segmentor
     torch.manual_seed(0)
-    model = build_frozen_segmentor(osp.join(repo_root, TEACHER))
+    model = build_frozen_segmentor(osp.join(repo_root, TEACHER), allow_random_teacher=True)
     path = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
     torch.save({'state_dict': model.state_dict()}, path)
     return path
@@ -75,3 +76,23 @@ def test_without_ads_dataset_or_built_loop_it_does_nothing():
     assert 'ads_selection' not in checkpoint['meta']
     with pytest.raises(ValueError, match='on_mismatch'):
         ADSSelectionHook(on_mismatch='ignore')
+
+
+def test_resume_with_another_ads_teacher_names_its_checkpoint(tmp_path, repo_root,
+                                                              teacher_ckpt):
+    from mmseg_dfss.core import build_frozen_segmentor
+    pool = str(tmp_path / 'pool')
+    _pool(pool, 6)
+    checkpoint = {'meta': {}}
+    ADSSelectionHook().before_save_checkpoint(
+        _runner(repo_root, pool, str(tmp_path / 'cache'), teacher_ckpt), checkpoint)
+    assert checkpoint['meta']['ads_selection']['teacher']['checkpoint'] == teacher_ckpt
+    torch.manual_seed(1)  # other weights in a file of the same name
+    other = str(tmp_path / 'teacher.pth')
+    torch.save({'state_dict': build_frozen_segmentor(osp.join(repo_root, TEACHER),
+                                                     allow_random_teacher=True).state_dict()},
+               other)
+    with pytest.raises(RuntimeError, match='ADS teacher is not the one the run started with: '
+                       + re.escape(f'teacher_checkpoint {other!r} holds other weights')):
+        ADSSelectionHook().after_load_checkpoint(
+            _runner(repo_root, pool, str(tmp_path / 'cache'), other), checkpoint)

@@ -143,10 +143,11 @@ def test_export_refuses_what_is_not_a_distiller(tmp_path, repo_root):
 def test_exported_student_normalises_as_it_was_trained(repo_root):
     from mmseg_dfss.core import load_model_config
     cfg = Config.fromfile(osp.join(repo_root, CONFIG))
-    student = load_model_config(osp.join(repo_root, cfg.model.student))
+    student = load_model_config(
+        dict(cfg.model.student, cfg_path=osp.join(repo_root, cfg.model.student.cfg_path)))
     student.data_preprocessor.mean = [123.675, 116.28, 103.53]  # ignored by the distiller
     cfg.model.student = student
-    cfg.model.teacher = osp.join(repo_root, cfg.model.teacher)
+    cfg.model.teacher.cfg_path = osp.join(repo_root, cfg.model.teacher.cfg_path)
     assert student_config(cfg).model.data_preprocessor.mean == [127.5] * 3
     cfg.model.pop('data_preprocessor')  # the distiller then uses the teacher's
     teacher_dp = load_model_config(osp.join(repo_root, TEACHER)).data_preprocessor

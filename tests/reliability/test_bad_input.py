@@ -98,9 +98,11 @@ def _gn_teacher(repo_root):
 def test_teacher_without_batchnorm_is_refused(repo_root, pool_dir):
     with pytest.raises(ValueError, match=r"bn_layers='backbone' selects no BatchNorm layer "
                        r'of the teacher \(its BatchNorm layers: \[\]\)'):
-        ads(repo_root, pool_dir, None, teacher=_gn_teacher(repo_root))
+        ads(repo_root, pool_dir, None, teacher=_gn_teacher(repo_root),
+            allow_random_teacher=True)
     # the random and confidence strategies need no BN statistics
-    ds = ads(repo_root, pool_dir, None, teacher=_gn_teacher(repo_root), strategy='confidence')
+    ds = ads(repo_root, pool_dir, None, teacher=_gn_teacher(repo_root), strategy='confidence',
+             allow_random_teacher=True)
     assert len(ds) == 3 and len(ds.result.errors) == 2
 
 
@@ -110,7 +112,7 @@ def test_teacher_bn_without_running_statistics_is_refused(repo_root, pool_dir):
                                        track_running_stats=False)
     with pytest.raises(ValueError, match=r"BatchNorm layer 'backbone\.stem\.1' keeps no "
                        r'running statistics \(track_running_stats=False\)'):
-        ads(repo_root, pool_dir, None, teacher=cfg)
+        ads(repo_root, pool_dir, None, teacher=cfg, allow_random_teacher=True)
 
 
 def test_non_finite_teacher_bn_statistics_are_counted_and_refused(tmp_path, repo_root,

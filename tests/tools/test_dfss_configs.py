@@ -50,12 +50,15 @@ def layouts(tmp_path_factory):
 _teachers = {}
 
 
-def teacher_checkpoint(teacher_cfg, out_dir):
-    """A random-init checkpoint of the teacher config (saved once per config)."""
+def teacher_checkpoint(teacher_spec, out_dir):
+    """A random-init checkpoint of the teacher (``dict(cfg_path=...)``, saved once per
+    config)."""
+    teacher_cfg = osp.join(REPO, teacher_spec['cfg_path'])
     if teacher_cfg not in _teachers:
         from mmseg.registry import MODELS
         from mmseg_dfss.core import load_model_config
-        model = revert_sync_batchnorm(MODELS.build(load_model_config(teacher_cfg)))
+        spec = dict(teacher_spec, cfg_path=teacher_cfg)
+        model = revert_sync_batchnorm(MODELS.build(load_model_config(spec)))
         model.init_weights()
         path = osp.join(out_dir, osp.basename(teacher_cfg).replace('.py', '.pth'))
         torch.save(dict(state_dict=model.state_dict()), path)
@@ -67,7 +70,7 @@ def tiny_options(cfg, layouts, work):
     """--cfg-options that point the config at the fabricated layouts and shrink it:
     inputs 32 px, 4 of the 5 COCO images (or the 4 NYUv2 train images) per epoch,
     batch 2, one epoch (2 iterations)."""
-    ckpt = teacher_checkpoint(osp.join(REPO, cfg.model.teacher), layouts['root'])
+    ckpt = teacher_checkpoint(cfg.model.teacher, layouts['root'])
     data = layouts['nyuv2'] if 'NYU' in cfg.val_dataloader.dataset.type else layouts['camvid']
     opts = [f'model.teacher_checkpoint={ckpt}', 'model.data_preprocessor.size=(32,32)',
             'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
