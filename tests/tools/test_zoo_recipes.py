@@ -318,3 +318,38 @@ def test_recipe_refuses_a_normalisation_other_than_the_teachers(name):
     with pytest.raises(ValueError, match=r'normalises inputs differently.*mean'):
         MODELS.build(cfg.model)
 
+
+
+# the documented switch of the pool from an image folder to COCO train2017
+COCO_OPTIONS = ['train_dataloader.dataset.dataset.type=COCOPoolDataset',
+                'train_dataloader.dataset.dataset.data_root={coco}',
+                'train_dataloader.dataset.dataset.ann_file=annotations/instances_train2017.json',
+                'train_dataloader.dataset.dataset.data_prefix.img_path=train2017']
+
+
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_recipe_pool_switches_to_coco_with_cfg_options(name, tmp_path):
+    """The README's COCO options, parsed as tools/train.py parses --cfg-options: ADS
+    scores COCO's images (in image-id order) and yields full, unpadded crops."""
+    import argparse
+
+    from dataset_layouts import make_coco
+    from mmengine.config import DictAction
+    from mmseg.registry import DATASETS
+    cfg = load(name)
+    ckpt = str(tmp_path / 'teacher.pth')
+    save_tiny_teacher(cfg, ckpt)
+    coco = make_coco(str(tmp_path / 'coco'))
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    opts = tiny_options(str(tmp_path / 'val'), 'unused', str(tmp_path / 'work'), ckpt)
+    opts += [o.format(coco=coco) for o in COCO_OPTIONS]
+    cfg.merge_from_dict(parser.parse_args(['--cfg-options', *opts]).cfg_options)
+    ads = DATASETS.build(cfg.train_dataloader.dataset)
+    assert [osp.basename(p) for p in ads.result.paths] == [
+        f'{i:012d}.jpg' for i in (10, 20, 30, 40, 50)]
+    assert np.isfinite(ads.result.scores).all()
+    assert len(ads) == 4
+    sample = ads[0]
+    assert tuple(sample['inputs'].shape) == (3, *TINY_CROP)
+    assert sample['data_samples'].metainfo['img_path'].startswith(osp.join(coco, 'train2017'))
