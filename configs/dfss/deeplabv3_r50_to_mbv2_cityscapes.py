@@ -18,7 +18,8 @@
 # scores each image resized as the zoo's test pipeline does (2048x1024, keep ratio).
 # Schedule: the zoo student's, iteration-based: 80k iterations, SGD lr 0.01, momentum
 # 0.9, weight decay 5e-4, poly LR; batch 2 per GPU (4 GPUs = the zoo's 8; with 8 GPUs
-# add --auto-scale-lr or keep lr). Eq. 13's ramp runs over the 80k iterations.
+# scale lr with --cfg-options auto_scale_lr.enable=True). Eq. 13's ramp runs over
+# the 80k iterations.
 # The student's ImageNet-pretrained backbone (pretrained='mmcls://mobilenet_v2') is
 # downloaded at init; offline: --cfg-options model.student.pretrained=None.
 # The pool is COCO instead of a folder with
