@@ -13,10 +13,12 @@ from dataset_layouts import make_camvid, make_coco, make_nyuv2_toolkit
 from log_utils import read_scalars, train_steps
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
+from test_zoo_recipes import RECIPES
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MAIN = ['dfss/deeplabv3_r50_to_mbv2_nyuv2.py', 'dfss/deeplabv3_r50_to_mbv2_camvid.py',
         'dfss/deeplabv3_r101_to_r18_nyuv2.py', 'kd/deeplabv3_r50_to_mbv2_nyuv2_original-data.py']
+ZOO = [osp.relpath(p, 'configs') for p in RECIPES.values()]  # run by test_zoo_recipes.py
 VARIANTS = {  # suffix: the keys (path, value) it changes in its parent
     'eps15k': {('train_dataloader', 'dataset', 'num_samples'): 15000},
     'eps20k': {('train_dataloader', 'dataset', 'num_samples'): 20000},
@@ -130,7 +132,7 @@ def test_main_configs_train_two_iterations(config, layouts, tmp_path, tool):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('config', [c for c in shipped() if c not in MAIN])
+@pytest.mark.parametrize('config', [c for c in shipped() if c not in MAIN + ZOO])
 def test_other_configs_train_two_iterations(config, layouts, tmp_path, tool):
     run_two_iterations(config, layouts, tmp_path, tool)
 
@@ -155,7 +157,7 @@ def _flat(obj, prefix=()):
 
 def test_every_config_is_covered_and_variants_change_only_their_keys():
     configs = shipped()
-    variants = [c for c in configs if c not in MAIN]
+    variants = [c for c in configs if c not in MAIN + ZOO]
     for config in variants:
         if config == 'kd/deeplabv3_r50_to_mbv2_camvid_original-data.py':
             parent, changed = 'kd/deeplabv3_r50_to_mbv2_nyuv2_original-data.py', None
