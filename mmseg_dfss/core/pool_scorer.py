@@ -28,6 +28,7 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 from .bn_stats import BNStatsDistance
+from .preprocess import non_padding_preprocessor
 from .score_cache import ScoreCache
 from .teacher import build_frozen_segmentor, load_model_config
 
@@ -297,7 +298,7 @@ class PoolScorer:
             if rng_keys is not None:
                 record([(it['index'], float(rng_keys[it['index']]), None) for it in items])
                 return
-            data = model.data_preprocessor(
+            data = non_padding_preprocessor(model.data_preprocessor)(
                 dict(inputs=[it['inputs'] for it in items],
                      data_samples=[it['data_samples'] for it in items]), False)
             s = score_fn(data['inputs'], data['data_samples']).cpu().numpy()

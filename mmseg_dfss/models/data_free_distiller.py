@@ -1,4 +1,6 @@
 """Teacher -> student distillation on unlabeled (ADS-sampled) images, paper Sec. 3.4."""
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -24,6 +26,24 @@ def _num_classes(segmentor, what):
     return num
 
 
+def drop_auxiliary_head(student_cfg, notice=True):
+    """The student config without its ``auxiliary_head`` (zoo DeepLabV3/PSPNet/
+    BiSeNet/STDC configs have one). Distillation supervises the final logits only
+    (Eq. 12): an auxiliary head would get no gradient, which DDP refuses
+    ("Expected to have finished reduction in the prior iteration"), and would be
+    exported as dead weight. ``notice`` logs one line saying so."""
+    if student_cfg.get('auxiliary_head') is None:
+        return student_cfg
+    student_cfg = ConfigDict(copy.deepcopy(dict(student_cfg)))
+    head = student_cfg.pop('auxiliary_head')
+    heads = head if isinstance(head, (list, tuple)) else [head]
+    if notice:
+        print_log(f'DataFreeDistiller: the student\'s auxiliary_head '
+                  f'({", ".join(str(h.get("type")) for h in heads)}) is dropped: distillation '
+                  'supervises its final logits only', logger='current')
+    return student_cfg
+
+
 def _normalisation(dp):
     dp = dp or {}
     return {k: (list(dp[k]) if isinstance(dp.get(k), (list, tuple)) else dp.get(k))
@@ -38,9 +58,13 @@ class DataFreeDistiller(BaseSegmentor):
     normalised batch, upsamples both logit maps to the input resolution
     (bilinear, ``align_corners=False``) and returns ``distill_loss`` (WDPD, Eq. 12)
     with each sample's ``ads_weight`` w_i from its metainfo (1 when absent, e.g. a
-    plain image pool). ``predict()``/``_forward()``/``extract_feat()`` are the
-    student's, so MMSeg's validation/test loops, metrics and visualisation work
-    unchanged, and the student is what gets exported.
+    plain image pool), averaged over each sample's real pixels (its ``img_shape``;
+    padding added by the preprocessor is left out, and a one-time warning says how
+    much of the batch it is) and computed in fp32 under mixed precision (``--amp``).
+    The student's ``auxiliary_head``, which distillation does not supervise, is
+    dropped at build (one log line). ``predict()``/``_forward()``/``extract_feat()``
+    are the student's, so MMSeg's validation/test loops, metrics and visualisation
+    work unchanged, and the student is what gets exported.
 
     The teacher is frozen: built with strict checkpoint loading, no parameter
     requires grad, and it stays in eval mode whatever ``train()`` is called with,
@@ -59,7 +83,8 @@ class DataFreeDistiller(BaseSegmentor):
         student (dict | str): segmentor config, or a config file.
         teacher_checkpoint (str, optional): teacher weights (strict). None gives a
             random teacher (tests/benchmarks only; a warning says so).
-        distill_loss (dict): the loss, a :class:`WDPDLoss` config by default.
+        distill_loss (dict): the loss, a :class:`WDPDLoss` config by default; called
+            as ``loss(student_logits, teacher_logits, weights, valid_shapes=...)``.
         data_preprocessor (dict, optional): ``SegDataPreProcessor`` config.
     """
 
@@ -71,7 +96,7 @@ class DataFreeDistiller(BaseSegmentor):
                  data_preprocessor=None,
                  init_cfg=None):
         teacher_cfg = load_model_config(teacher)
-        student_cfg = load_model_config(student)
+        student_cfg = drop_auxiliary_head(load_model_config(student))
         data_preprocessor = self._check_normalisation(data_preprocessor, teacher_cfg,
                                                       student_cfg)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -86,6 +111,7 @@ class DataFreeDistiller(BaseSegmentor):
         self.distill_loss = MODELS.build(distill_loss)
         self.align_corners = False
         self.nonfinite_teacher_samples = 0
+        self._padding_warned = False
 
     @staticmethod
     def _check_normalisation(data_preprocessor, teacher_cfg, student_cfg):
@@ -128,11 +154,41 @@ class DataFreeDistiller(BaseSegmentor):
 
     @staticmethod
     def _logits(segmentor, inputs, data_samples, what):
+        """The segmentor's logits upsampled to the input size, in fp32 (under
+        ``--amp`` the networks run in fp16/bf16, the loss does not)."""
         out = segmentor._forward(inputs, data_samples)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f'DataFreeDistiller: the {what}\'s _forward() returned '
                             f'{type(out).__name__}, expected a (B, C, H, W) logits tensor')
-        return F.interpolate(out, size=inputs.shape[2:], mode='bilinear', align_corners=False)
+        with torch.autocast(device_type=out.device.type, enabled=False):
+            out = out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
+            return F.interpolate(out, size=inputs.shape[2:], mode='bilinear',
+                                 align_corners=False)
+
+    def valid_shapes(self, inputs, data_samples):
+        """Each sample's ``(h, w)`` of real pixels, from its ``img_shape`` metainfo
+        (MMSeg's preprocessor pads right and bottom up to ``size``/``size_divisor``);
+        the whole input when absent. Warns once when the batch holds padding."""
+        height, width = inputs.shape[2:]
+        shapes = []
+        for ds in data_samples:
+            shape = ds.metainfo.get('img_shape')
+            shapes.append((min(int(shape[0]), height), min(int(shape[1]), width))
+                          if shape is not None else (height, width))
+        if not self._padding_warned and any(hw != (height, width) for hw in shapes):
+            self._padding_warned = True
+            share = 1 - sum(h * w for h, w in shapes) / (len(shapes) * height * width)
+            dp = self.data_preprocessor
+            key = ('size_divisor' if getattr(dp, 'size', None) is None
+                   and getattr(dp, 'size_divisor', None) else 'size')
+            crop = (max(h for h, _ in shapes), max(w for _, w in shapes))
+            print_log(f'DataFreeDistiller: {share:.0%} of this training batch is padding '
+                      f'(images of {sorted(set(shapes))} padded to {height}x{width} by the '
+                      f'data preprocessor). The loss leaves padding out, but both networks '
+                      f'still compute on it: set model.data_preprocessor.{key} to fit the '
+                      f'pool crops (e.g. model.data_preprocessor.size={crop})',
+                      logger='current', level=30)
+        return shapes
 
     def sample_weights(self, data_samples, like):
         """w_i from each sample's ``ads_weight`` metainfo (1.0 when absent)."""
@@ -144,15 +200,18 @@ class DataFreeDistiller(BaseSegmentor):
             teacher_logits = self._logits(self.teacher, inputs, data_samples, 'teacher')
         student_logits = self._logits(self.student, inputs, data_samples, 'student')
         weights = self.sample_weights(data_samples, student_logits)
+        shapes = self.valid_shapes(inputs, data_samples)
         finite = torch.isfinite(teacher_logits).flatten(1).all(dim=1)
-        if finite.all():
-            return {self.distill_loss.loss_name:
-                    self.distill_loss(student_logits, teacher_logits, weights)}
-        return self._loss_without_nonfinite_teacher(student_logits, teacher_logits, weights,
-                                                    finite, data_samples)
+        with torch.autocast(device_type=student_logits.device.type, enabled=False):
+            if finite.all():
+                return {self.distill_loss.loss_name:
+                        self.distill_loss(student_logits, teacher_logits, weights,
+                                          valid_shapes=shapes)}
+            return self._loss_without_nonfinite_teacher(student_logits, teacher_logits,
+                                                        weights, finite, data_samples, shapes)
 
     def _loss_without_nonfinite_teacher(self, student_logits, teacher_logits, weights, finite,
-                                        data_samples):
+                                        data_samples, shapes=None):
         """Samples whose teacher logits are not finite carry no supervision: they are
         left out of the batch mean (the others' loss is unchanged), counted in
         ``nonfinite_teacher_samples`` and logged (``train/nonfinite_teacher``)."""
@@ -169,7 +228,7 @@ class DataFreeDistiller(BaseSegmentor):
         # the student's own (detached) logits as target: exactly zero loss for them
         target = torch.where(finite[:, None, None, None], teacher_logits,
                              student_logits.detach())
-        loss = self.distill_loss(student_logits, target, weights)
+        loss = self.distill_loss(student_logits, target, weights, valid_shapes=shapes)
         return {self.distill_loss.loss_name: loss * finite.numel() / max(1, int(finite.sum()))}
 
     def predict(self, inputs, data_samples=None):

@@ -18,6 +18,7 @@ from mmengine.logging import print_log
 from mmengine.registry import Registry
 
 from ..core.teacher import load_model_config
+from .data_free_distiller import drop_auxiliary_head
 
 CONFIG_NAME = 'student_config.py'
 CHECKPOINT_NAME = 'student.pth'
@@ -135,7 +136,7 @@ def student_config(cfg):
         raise ValueError(f"config model.type is {cfg.model.get('type')!r}, expected "
                          "'DataFreeDistiller'")
     plugin_names = plugin_type_names()
-    model = load_model_config(cfg.model.student)
+    model = drop_auxiliary_head(load_model_config(cfg.model.student), notice=False)
     # the normalisation the student was trained with: the distiller's, else the teacher's
     preprocessor = cfg.model.get('data_preprocessor')
     if preprocessor is None:
