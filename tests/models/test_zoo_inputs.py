@@ -222,7 +222,8 @@ def test_amp_optim_wrapper_runs_on_cpu(repo_root, teacher_ckpt):
     log = model.train_step(batch([(32, 32)] * 2), wrapper)
     assert inside == [torch.bfloat16]
     assert log['loss_wdpd'].dtype == torch.float32 and torch.isfinite(log['loss_wdpd'])
-    assert any(not torch.equal(v, model.student.state_dict()[k]) for k, v in before.items()
+    after = model.student.state_dict()
+    assert any(not torch.equal(v, after[k]) for k, v in before.items()
                if v.is_floating_point())
     state = wrapper.state_dict()  # checkpoints / --resume
     wrapper.load_state_dict(state)
