@@ -76,7 +76,9 @@ class DataFreeDistiller(BaseSegmentor):
     inputs as in its own training, so its config's mean/std/channel order (when
     it has a ``data_preprocessor``) must equal this one, else building fails. A
     student config whose normalisation differs is trained (and exported) with this
-    one, and a warning says so. Without ``data_preprocessor`` the teacher's is used.
+    one, and a warning says so. Without ``data_preprocessor`` the teacher's is used;
+    the teacher's ``type`` and normalisation fill in what ``data_preprocessor``
+    leaves out (so ``--cfg-options model.data_preprocessor.size=...`` alone works).
 
     Args:
         teacher (dict | str): segmentor config, or a config file (``mmseg::`` ok).
@@ -121,6 +123,11 @@ class DataFreeDistiller(BaseSegmentor):
                 raise ValueError('DataFreeDistiller: give `data_preprocessor` (neither it nor '
                                  'the teacher config defines how inputs are normalised)')
             data_preprocessor = teacher_dp
+        elif teacher_dp is not None:  # what it leaves out (e.g. it sets `size` only): teacher's
+            data_preprocessor = dict(data_preprocessor)
+            for key in ('type', ) + NORM_KEYS:
+                if key not in data_preprocessor and key in teacher_dp:
+                    data_preprocessor[key] = copy.deepcopy(teacher_dp[key])
         data_preprocessor = ConfigDict(data_preprocessor)
         data_preprocessor.setdefault('_scope_', 'mmseg')  # built by MMEngine's BaseModel
         ours = _normalisation(data_preprocessor)

@@ -111,9 +111,15 @@ def test_padded_batch_loss_is_the_masked_mean(repo_root, teacher_ckpt, monkeypat
     assert len([m for m in log if 'padding' in m]) == 1  # one time only
 
 
-def test_unpadded_batch_gives_no_warning(repo_root, teacher_ckpt, monkeypatch):
+def test_the_key_the_warning_names_is_enough(repo_root, teacher_ckpt, monkeypatch):
+    """`model.data_preprocessor.size` alone (as --cfg-options sets it on a config
+    without a data_preprocessor): normalisation from the teacher, no padding."""
     model = build(repo_root, teacher_ckpt, distill_loss=dict(type='WDPDLoss', mode='vanilla'),
-                  data_preprocessor=dict(DP, size=(32, 32)))
+                  data_preprocessor=dict(size=(32, 32)))
+    teacher_dp = load_model_config(osp.join(repo_root, TEACHER)).data_preprocessor
+    assert model.data_preprocessor.mean.flatten().tolist() == teacher_dp.mean
+    assert model.data_preprocessor.std.flatten().tolist() == teacher_dp.std
+    assert model.data_preprocessor.channel_conversion is teacher_dp.bgr_to_rgb is True
     log = record_log(monkeypatch)
     with torch.no_grad():
         model.loss(**model.data_preprocessor(batch([(32, 32)] * 2), training=True))
