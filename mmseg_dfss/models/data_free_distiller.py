@@ -44,6 +44,20 @@ def drop_auxiliary_head(student_cfg, notice=True):
     return student_cfg
 
 
+def distiller_data_preprocessor(data_preprocessor, teacher_dp):
+    """The preprocessor config the distiller (and the exported student) uses: the
+    teacher's when none is given; else the given one, with the teacher's ``type``
+    and normalisation keys filling in what it leaves out (e.g. it sets ``size``
+    only, as ``--cfg-options model.data_preprocessor.size=...`` does)."""
+    if data_preprocessor is None:
+        return copy.deepcopy(teacher_dp)
+    data_preprocessor = copy.deepcopy(dict(data_preprocessor))
+    for key in ('type', ) + NORM_KEYS:
+        if teacher_dp is not None and key not in data_preprocessor and key in teacher_dp:
+            data_preprocessor[key] = copy.deepcopy(teacher_dp[key])
+    return data_preprocessor
+
+
 def _normalisation(dp):
     dp = dp or {}
     return {k: (list(dp[k]) if isinstance(dp.get(k), (list, tuple)) else dp.get(k))
@@ -118,16 +132,10 @@ class DataFreeDistiller(BaseSegmentor):
     @staticmethod
     def _check_normalisation(data_preprocessor, teacher_cfg, student_cfg):
         teacher_dp = teacher_cfg.get('data_preprocessor')
+        data_preprocessor = distiller_data_preprocessor(data_preprocessor, teacher_dp)
         if data_preprocessor is None:
-            if teacher_dp is None:
-                raise ValueError('DataFreeDistiller: give `data_preprocessor` (neither it nor '
-                                 'the teacher config defines how inputs are normalised)')
-            data_preprocessor = teacher_dp
-        elif teacher_dp is not None:  # what it leaves out (e.g. it sets `size` only): teacher's
-            data_preprocessor = dict(data_preprocessor)
-            for key in ('type', ) + NORM_KEYS:
-                if key not in data_preprocessor and key in teacher_dp:
-                    data_preprocessor[key] = copy.deepcopy(teacher_dp[key])
+            raise ValueError('DataFreeDistiller: give `data_preprocessor` (neither it nor '
+                             'the teacher config defines how inputs are normalised)')
         data_preprocessor = ConfigDict(data_preprocessor)
         data_preprocessor.setdefault('_scope_', 'mmseg')  # built by MMEngine's BaseModel
         ours = _normalisation(data_preprocessor)

@@ -124,6 +124,15 @@ def test_the_key_the_warning_names_is_enough(repo_root, teacher_ckpt, monkeypatc
     with torch.no_grad():
         model.loss(**model.data_preprocessor(batch([(32, 32)] * 2), training=True))
     assert not [m for m in log if 'padding' in m]
+    # and the exported student is tested with the normalisation it was trained with
+    from mmengine.config import Config
+    dfss = Config.fromfile(osp.join(repo_root,
+                                    'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py'))
+    dfss.model.data_preprocessor = dict(size=(32, 32))
+    exported = student_config(dfss).model.data_preprocessor
+    assert exported.type == 'SegDataPreProcessor' and exported.size == (32, 32)
+    assert (exported.mean, exported.std, exported.bgr_to_rgb) == (
+        teacher_dp.mean, teacher_dp.std, teacher_dp.bgr_to_rgb)
 
 
 def test_wdpd_loss_ignores_whatever_is_in_the_padding():
