@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.model import revert_sync_batchnorm
-from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS, OPTIM_WRAPPERS
 from mmseg.structures import SegDataSample
 from model_utils import randomise_bn
