@@ -29,6 +29,7 @@ from tqdm import tqdm
 import mmseg_dfss  # noqa: F401
 from mmseg_dfss.core import build_frozen_segmentor
 from mmseg_dfss.core.pool_scorer import DEFAULT_SCORE_PIPELINE
+from mmseg_dfss.core.preprocess import non_padding_preprocessor
 
 COLORS = {'original': '#e6b800', 'ads': '#2ca02c', 'confidence': '#9467bd', 'random': '#7f7f7f'}
 
@@ -73,7 +74,7 @@ def features(teacher, pipeline, paths, desc):
     feats = []
     for path in tqdm(paths, desc=desc):
         packed = pipeline(dict(img_path=path, seg_fields=[], reduce_zero_label=False))
-        data = teacher.data_preprocessor(
+        data = non_padding_preprocessor(teacher.data_preprocessor)(
             dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']]), False)
         feat = teacher.extract_feat(data['inputs'])
         last = feat[-1] if isinstance(feat, (list, tuple)) else feat

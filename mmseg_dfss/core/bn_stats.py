@@ -48,12 +48,45 @@ def select_bn_layers(model, bn_layers='backbone'):
         all_bn = [name for name, m in model.named_modules() if isinstance(m, _BatchNorm)]
         shown = ', '.join(all_bn[:8]) + (' ...' if len(all_bn) > 8 else '')
         raise ValueError(f'bn_layers={bn_layers!r} selects no BatchNorm layer of the teacher '
-                         f'(its BatchNorm layers: [{shown}])')
+                         f'(its BatchNorm layers: [{shown}]). '
+                         + _no_bn_advice(model, bn_layers, all_bn))
     for name, m in layers:
         if not m.track_running_stats or m.running_mean is None:
             raise ValueError(f'BatchNorm layer {name!r} keeps no running statistics '
                              '(track_running_stats=False); ADS needs them')
     return layers
+
+
+def _norm_types(module):
+    """Class names of the normalisation layers in ``module`` (e.g. ``LayerNorm``)."""
+    return sorted({type(m).__name__ for m in module.modules()
+                   if 'Norm' in type(m).__name__ and not isinstance(m, _BatchNorm)})
+
+
+def _no_bn_advice(model, bn_layers, all_bn):
+    """Why ``bn_layers`` found no BN layer, and which ``bn_layers`` to set instead."""
+    why = ''
+    backbone = getattr(model, 'backbone', None)
+    if bn_layers == 'backbone' and backbone is not None:
+        norms = _norm_types(backbone)
+        why = (f'The teacher backbone ({type(backbone).__name__}) has no BatchNorm'
+               + (f'; it normalises with {", ".join(norms)}, which keeps no running '
+                  'statistics' if norms else '') + '. ')
+    # BN layers that run in the segmentor's tensor forward (an auxiliary head's never do)
+    parts = []
+    for name in all_bn:
+        part = name.split('.', 1)[0]
+        if part != 'auxiliary_head' and part not in parts:
+            parts.append(part)
+    if not parts:
+        return (why + "ADS (strategy='ads', Eq. 9) needs BatchNorm running statistics in the "
+                "layers the teacher's forward runs, and this teacher has none: use "
+                "strategy='confidence' or strategy='random' instead")
+    count = sum(1 for name in all_bn if name.split('.', 1)[0] in parts)
+    regexes = [rf'^{p}\.' for p in parts]
+    return (why + f'Set bn_layers={regexes!r} (its {count} BatchNorm layers outside an '
+            "auxiliary head, which never runs in the teacher's forward) or bn_layers='all' "
+            '(the key is train_dataloader.dataset.bn_layers in a DFSS config)')
 
 
 def sample_channel_stats(x):

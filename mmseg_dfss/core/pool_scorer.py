@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .bn_stats import BNStatsDistance
 from .image_header import is_transient_oserror, read_image_size
+from .preprocess import non_padding_preprocessor
 from .score_cache import ScoreCache, SizeCache
 from .teacher import (build_frozen_segmentor, check_teacher_checkpoint, load_model_config,
                       teacher_record)
@@ -694,7 +695,7 @@ class PoolScorer:
             items = buckets.pop(shape)
             buffered -= len(items)
             batches.append((shape, len(items)))
-            data = model.data_preprocessor(
+            data = non_padding_preprocessor(model.data_preprocessor)(
                 dict(inputs=[it['inputs'] for it in items],
                      data_samples=[it['data_samples'] for it in items]), False)
             s = score_fn(data['inputs'], data['data_samples']).cpu().numpy()

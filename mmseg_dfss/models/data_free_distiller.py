@@ -49,6 +49,38 @@ def _hex(digest_tensor):
     return bytes(digest_tensor.detach().cpu().tolist()).hex()
 
 
+def drop_auxiliary_head(student_cfg, notice=True):
+    """The student config without its ``auxiliary_head`` (zoo DeepLabV3/PSPNet/
+    BiSeNet/STDC configs have one). Distillation supervises the final logits only
+    (Eq. 12): an auxiliary head would get no gradient, which DDP refuses
+    ("Expected to have finished reduction in the prior iteration"), and would be
+    exported as dead weight. ``notice`` logs one line saying so."""
+    if student_cfg.get('auxiliary_head') is None:
+        return student_cfg
+    student_cfg = ConfigDict(copy.deepcopy(dict(student_cfg)))
+    head = student_cfg.pop('auxiliary_head')
+    heads = head if isinstance(head, (list, tuple)) else [head]
+    if notice:
+        print_log(f'DataFreeDistiller: the student\'s auxiliary_head '
+                  f'({", ".join(str(h.get("type")) for h in heads)}) is dropped: distillation '
+                  'supervises its final logits only', logger='current')
+    return student_cfg
+
+
+def distiller_data_preprocessor(data_preprocessor, teacher_dp):
+    """The preprocessor config the distiller (and the exported student) uses: the
+    teacher's when none is given; else the given one, with the teacher's ``type``
+    and normalisation keys filling in what it leaves out (e.g. it sets ``size``
+    only, as ``--cfg-options model.data_preprocessor.size=...`` does)."""
+    if data_preprocessor is None:
+        return copy.deepcopy(teacher_dp)
+    data_preprocessor = copy.deepcopy(dict(data_preprocessor))
+    for key in ('type', ) + NORM_KEYS:
+        if teacher_dp is not None and key not in data_preprocessor and key in teacher_dp:
+            data_preprocessor[key] = copy.deepcopy(teacher_dp[key])
+    return data_preprocessor
+
+
 def _normalisation(dp):
     dp = dp or {}
     return {k: (list(dp[k]) if isinstance(dp.get(k), (list, tuple)) else dp.get(k))
@@ -63,9 +95,13 @@ class DataFreeDistiller(BaseSegmentor):
     normalised batch, upsamples both logit maps to the input resolution
     (bilinear, ``align_corners=False``) and returns ``distill_loss`` (WDPD, Eq. 12)
     with each sample's ``ads_weight`` w_i from its metainfo (1 when absent, e.g. a
-    plain image pool). ``predict()``/``_forward()``/``extract_feat()`` are the
-    student's, so MMSeg's validation/test loops, metrics and visualisation work
-    unchanged, and the student is what gets exported.
+    plain image pool), averaged over each sample's real pixels (its ``img_shape``;
+    padding added by the preprocessor is left out, and a one-time warning says how
+    much of the batch it is) and computed in fp32 under mixed precision (``--amp``).
+    The student's ``auxiliary_head``, which distillation does not supervise, is
+    dropped at build (one log line). ``predict()``/``_forward()``/``extract_feat()``
+    are the student's, so MMSeg's validation/test loops, metrics and visualisation
+    work unchanged, and the student is what gets exported.
 
     The teacher is frozen: no parameter requires grad, and it stays in eval mode
     whatever ``train()`` is called with, so its BN running statistics never change.
@@ -89,7 +125,9 @@ class DataFreeDistiller(BaseSegmentor):
     inputs as in its own training, so its config's mean/std/channel order (when
     it has a ``data_preprocessor``) must equal this one, else building fails. A
     student config whose normalisation differs is trained (and exported) with this
-    one, and a warning says so. Without ``data_preprocessor`` the teacher's is used.
+    one, and a warning says so. Without ``data_preprocessor`` the teacher's is used;
+    the teacher's ``type`` and normalisation fill in what ``data_preprocessor``
+    leaves out (so ``--cfg-options model.data_preprocessor.size=...`` alone works).
 
     Args:
         teacher (dict | str): segmentor config, a config file (``mmseg::`` ok), or
@@ -97,7 +135,8 @@ class DataFreeDistiller(BaseSegmentor):
         student (dict | str): same forms as ``teacher``.
         teacher_checkpoint (str): teacher weights (strict): a path or any URL
             MMEngine's ``CheckpointLoader`` reads.
-        distill_loss (dict): the loss, a :class:`WDPDLoss` config by default.
+        distill_loss (dict): the loss, a :class:`WDPDLoss` config by default; called
+            as ``loss(student_logits, teacher_logits, weights, valid_shapes=...)``.
         data_preprocessor (dict, optional): ``SegDataPreProcessor`` config.
         allow_random_teacher (bool): allow ``teacher_checkpoint=None``, a random-weight
             teacher (tests and benchmarks only). Default False: None is an error when
@@ -116,7 +155,7 @@ class DataFreeDistiller(BaseSegmentor):
             check_teacher_checkpoint(teacher_checkpoint, True, 'DataFreeDistiller',
                                      key='model.teacher_checkpoint')
         teacher_cfg = load_model_config(teacher)
-        student_cfg = load_model_config(student)
+        student_cfg = drop_auxiliary_head(load_model_config(student))
         data_preprocessor = self._check_normalisation(data_preprocessor, teacher_cfg,
                                                       student_cfg)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -142,6 +181,7 @@ class DataFreeDistiller(BaseSegmentor):
         self.distill_loss = MODELS.build(distill_loss)
         self.align_corners = False
         self.nonfinite_teacher_samples = 0
+        self._padding_warned = False
 
     # ----------------------------------------------------------------- teacher
     def load_teacher(self):
@@ -202,11 +242,10 @@ class DataFreeDistiller(BaseSegmentor):
     @staticmethod
     def _check_normalisation(data_preprocessor, teacher_cfg, student_cfg):
         teacher_dp = teacher_cfg.get('data_preprocessor')
+        data_preprocessor = distiller_data_preprocessor(data_preprocessor, teacher_dp)
         if data_preprocessor is None:
-            if teacher_dp is None:
-                raise ValueError('DataFreeDistiller: give `data_preprocessor` (neither it nor '
-                                 'the teacher config defines how inputs are normalised)')
-            data_preprocessor = teacher_dp
+            raise ValueError('DataFreeDistiller: give `data_preprocessor` (neither it nor '
+                             'the teacher config defines how inputs are normalised)')
         data_preprocessor = ConfigDict(data_preprocessor)
         data_preprocessor.setdefault('_scope_', 'mmseg')  # built by MMEngine's BaseModel
         ours = _normalisation(data_preprocessor)
@@ -244,11 +283,41 @@ class DataFreeDistiller(BaseSegmentor):
 
     @staticmethod
     def _logits(segmentor, inputs, data_samples, what):
+        """The segmentor's logits upsampled to the input size, in fp32 (under
+        ``--amp`` the networks run in fp16/bf16, the loss does not)."""
         out = segmentor._forward(inputs, data_samples)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f'DataFreeDistiller: the {what}\'s _forward() returned '
                             f'{type(out).__name__}, expected a (B, C, H, W) logits tensor')
-        return F.interpolate(out, size=inputs.shape[2:], mode='bilinear', align_corners=False)
+        with torch.autocast(device_type=out.device.type, enabled=False):
+            out = out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
+            return F.interpolate(out, size=inputs.shape[2:], mode='bilinear',
+                                 align_corners=False)
+
+    def valid_shapes(self, inputs, data_samples):
+        """Each sample's ``(h, w)`` of real pixels, from its ``img_shape`` metainfo
+        (MMSeg's preprocessor pads right and bottom up to ``size``/``size_divisor``);
+        the whole input when absent. Warns once when the batch holds padding."""
+        height, width = inputs.shape[2:]
+        shapes = []
+        for ds in data_samples:
+            shape = ds.metainfo.get('img_shape')
+            shapes.append((min(int(shape[0]), height), min(int(shape[1]), width))
+                          if shape is not None else (height, width))
+        if not self._padding_warned and any(hw != (height, width) for hw in shapes):
+            self._padding_warned = True
+            share = 1 - sum(h * w for h, w in shapes) / (len(shapes) * height * width)
+            dp = self.data_preprocessor
+            key = ('size_divisor' if getattr(dp, 'size', None) is None
+                   and getattr(dp, 'size_divisor', None) else 'size')
+            crop = (max(h for h, _ in shapes), max(w for _, w in shapes))
+            print_log(f'DataFreeDistiller: {share:.0%} of this training batch is padding '
+                      f'(images of {sorted(set(shapes))} padded to {height}x{width} by the '
+                      f'data preprocessor). The loss leaves padding out, but both networks '
+                      f'still compute on it: set model.data_preprocessor.{key} to fit the '
+                      f'pool crops (e.g. model.data_preprocessor.size={crop})',
+                      logger='current', level=30)
+        return shapes
 
     def sample_weights(self, data_samples, like):
         """w_i from each sample's ``ads_weight`` metainfo (1.0 when absent)."""
@@ -261,15 +330,18 @@ class DataFreeDistiller(BaseSegmentor):
             teacher_logits = self._logits(self.teacher, inputs, data_samples, 'teacher')
         student_logits = self._logits(self.student, inputs, data_samples, 'student')
         weights = self.sample_weights(data_samples, student_logits)
+        shapes = self.valid_shapes(inputs, data_samples)
         finite = torch.isfinite(teacher_logits).flatten(1).all(dim=1)
-        if finite.all():
-            return {self.distill_loss.loss_name:
-                    self.distill_loss(student_logits, teacher_logits, weights)}
-        return self._loss_without_nonfinite_teacher(student_logits, teacher_logits, weights,
-                                                    finite, data_samples)
+        with torch.autocast(device_type=student_logits.device.type, enabled=False):
+            if finite.all():
+                return {self.distill_loss.loss_name:
+                        self.distill_loss(student_logits, teacher_logits, weights,
+                                          valid_shapes=shapes)}
+            return self._loss_without_nonfinite_teacher(student_logits, teacher_logits,
+                                                        weights, finite, data_samples, shapes)
 
     def _loss_without_nonfinite_teacher(self, student_logits, teacher_logits, weights, finite,
-                                        data_samples):
+                                        data_samples, shapes=None):
         """Samples whose teacher logits are not finite carry no supervision: they are
         left out of the batch mean (the others' loss is unchanged), counted in
         ``nonfinite_teacher_samples`` and logged (``train/nonfinite_teacher``)."""
@@ -286,7 +358,7 @@ class DataFreeDistiller(BaseSegmentor):
         # the student's own (detached) logits as target: exactly zero loss for them
         target = torch.where(finite[:, None, None, None], teacher_logits,
                              student_logits.detach())
-        loss = self.distill_loss(student_logits, target, weights)
+        loss = self.distill_loss(student_logits, target, weights, valid_shapes=shapes)
         return {self.distill_loss.loss_name: loss * finite.numel() / max(1, int(finite.sum()))}
 
     def predict(self, inputs, data_samples=None):

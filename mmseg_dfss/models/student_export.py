@@ -18,6 +18,7 @@ from mmengine.logging import print_log
 from mmengine.registry import Registry
 
 from ..core.teacher import load_checkpoint_file, load_model_config
+from .data_free_distiller import NORM_KEYS, distiller_data_preprocessor, drop_auxiliary_head
 
 CONFIG_NAME = 'student_config.py'
 CHECKPOINT_NAME = 'student.pth'
@@ -135,11 +136,12 @@ def student_config(cfg):
         raise ValueError(f"config model.type is {cfg.model.get('type')!r}, expected "
                          "'DataFreeDistiller'")
     plugin_names = plugin_type_names()
-    model = load_model_config(cfg.model.student)
+    model = drop_auxiliary_head(load_model_config(cfg.model.student), notice=False)
     # the normalisation the student was trained with: the distiller's, else the teacher's
     preprocessor = cfg.model.get('data_preprocessor')
-    if preprocessor is None:
-        preprocessor = load_model_config(cfg.model.teacher).get('data_preprocessor')
+    if preprocessor is None or not set(('type', ) + NORM_KEYS) <= set(preprocessor):
+        preprocessor = distiller_data_preprocessor(
+            preprocessor, load_model_config(cfg.model.teacher).get('data_preprocessor'))
     if preprocessor is not None:
         model.data_preprocessor = copy.deepcopy(preprocessor)
     model.pretrained = None  # the weights come from the exported checkpoint

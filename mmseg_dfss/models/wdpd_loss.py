@@ -6,12 +6,37 @@ from mmseg.registry import MODELS
 MODES = ('vanilla', 'wdd', 'wdpd')
 
 
+def _widen(x):
+    """fp16/bf16 -> fp32; fp32/fp64 unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def masked_sample_mean(x, valid_shapes=None):
+    """(B,) mean of each sample of ``x`` (B, C, H, W) over its top-left
+    ``valid_shapes[i] = (h, w)`` pixels (all pixels when None)."""
+    batch, _, height, width = x.shape
+    if valid_shapes is None:
+        return x.flatten(1).mean(dim=1)
+    shapes = [tuple(int(v) for v in hw) for hw in valid_shapes]
+    if len(shapes) != batch or any(len(hw) != 2 for hw in shapes):
+        raise ValueError(f'WDPDLoss: valid_shapes must hold one (h, w) per sample of the '
+                         f'batch of {batch}, got {valid_shapes!r}')
+    bad = [hw for hw in shapes if not (0 < hw[0] <= height and 0 < hw[1] <= width)]
+    if bad:
+        raise ValueError(f'WDPDLoss: valid shapes {bad} are empty or exceed the '
+                         f'{height}x{width} logits')
+    if all(hw == (height, width) for hw in shapes):
+        return x.flatten(1).mean(dim=1)
+    return torch.stack([x[i, :, :h, :w].mean() for i, (h, w) in enumerate(shapes)])
+
+
 @MODELS.register_module()
 class WDPDLoss(nn.Module):
     """L1 distillation between student and teacher logits, weighted per sample.
 
     ``forward`` returns ``loss_weight * (1/B) * sum_i alpha_i(t) * H_l1(i)`` with
-    ``H_l1(i)`` the mean over classes and pixels of ``|s_i - t_i|`` (Eq. 10/12) and
+    ``H_l1(i)`` the mean over classes and sample i's real (unpadded) pixels of
+    ``|s_i - t_i|`` (Eq. 10/12), computed in fp32 under mixed precision, and
 
     - ``vanilla``: alpha_i = 1 (plain L1 distillation, DFAD's loss);
     - ``wdd``: alpha_i = w_i (Eq. 10);
@@ -72,11 +97,19 @@ class WDPDLoss(nn.Module):
             return torch.ones_like(weights)
         return weights + (1 - weights) * (self.cur_iter / ramp_iters)
 
-    def forward(self, student_logits, teacher_logits, weights=None):
-        """student_logits, teacher_logits: (B, C, H, W); weights: (B,) w_i, None = all 1."""
+    def forward(self, student_logits, teacher_logits, weights=None, valid_shapes=None):
+        """student_logits, teacher_logits: (B, C, H, W); weights: (B,) w_i, None = all 1;
+        valid_shapes: per sample ``(h, w)`` of its real pixels, the top-left part of the
+        map (MMSeg pads right and bottom), None = all pixels are real.
+
+        H_l1(i) is the mean over sample i's real pixels only, so padding changes
+        nothing. Half-precision logits (``--amp``) are widened: the loss is fp32.
+        """
         if student_logits.shape != teacher_logits.shape:
             raise ValueError(f'WDPDLoss: student logits {tuple(student_logits.shape)} and teacher '
                              f'logits {tuple(teacher_logits.shape)} differ in shape')
+        student_logits = _widen(student_logits)
+        teacher_logits = _widen(teacher_logits)
         batch = student_logits.shape[0]
         if weights is None:
             weights = student_logits.new_ones(batch)
@@ -89,7 +122,8 @@ class WDPDLoss(nn.Module):
             raise ValueError(f'WDPDLoss: non-finite sample weights {weights.tolist()}')
         alpha = self.alpha(weights)
         self.last_alpha = alpha.detach()
-        per_sample = (student_logits - teacher_logits.detach()).abs().flatten(1).mean(dim=1)
+        diff = (student_logits - teacher_logits.detach()).abs()
+        per_sample = masked_sample_mean(diff, valid_shapes)
         return self.loss_weight * (alpha * per_sample).mean()
 
     def extra_repr(self):
