@@ -272,3 +272,23 @@ def test_cli_errors_are_one_line(layout, compare_tool, tmp_path):
     with pytest.raises(SystemExit, match=r'^error: eps = 99 is larger than the 8 images'):
         compare_tool.main([layout['cfg'], '--pools', f'n={layout["root"]}/near', '--eps', '99',
                            '--no-progress'])
+
+
+def test_combined_pools_config_and_its_sources_as_pools(tmp_path, repo_root):
+    """The documented ConcatDataset config: the combined pool, or one source of it,
+    is a config-key pool spec."""
+    from dataset_layouts import make_coco
+    from mmengine.config import Config
+    coco = make_coco(str(tmp_path / 'coco'))
+    frames = write_family(str(tmp_path / 'frames'), 'scene', 3, seed=0)
+    cfg = Config.fromfile(
+        osp.join(repo_root, 'configs/pools/deeplabv3_r50_to_mbv2_nyuv2_coco+frames.py'))
+    cfg.merge_from_dict({'train_dataloader.dataset.dataset.datasets.0.data_root': coco,
+                         'train_dataloader.dataset.dataset.datasets.1.data_root':
+                         str(tmp_path / 'frames')})
+    assert cfg.train_dataloader.dataset.source_names == ['coco', 'frames']
+    both, _ = build_pool('both', 'train_dataloader.dataset.dataset', cfg)
+    assert type(both).__name__ == 'ConcatDataset' and len(both) == 5 + 3
+    assert both.get_data_info(5)['img_path'] == frames[0]
+    only_coco, _ = build_pool('coco', 'train_dataloader.dataset.dataset.datasets.0', cfg)
+    assert type(only_coco).__name__ == 'COCOPoolDataset' and len(only_coco) == 5
