@@ -292,3 +292,45 @@ def test_combined_pools_config_and_its_sources_as_pools(tmp_path, repo_root):
     assert both.get_data_info(5)['img_path'] == frames[0]
     only_coco, _ = build_pool('coco', 'train_dataloader.dataset.dataset.datasets.0', cfg)
     assert type(only_coco).__name__ == 'COCOPoolDataset' and len(only_coco) == 5
+
+
+def test_original_domain_choices(layout, compare_tool, tmp_path, capsys):
+    pools = ['--pools', f'near={layout["root"]}/near', '--eps', '3', '--no-progress']
+    # explicit: any SPEC
+    assert compare_tool.main([layout['cfg'], *pools, '--original', f'{layout["root"]}/far',
+                              '--out', str(tmp_path / 'a')]) == 0
+    with open(tmp_path / 'a' / 'summary.json') as f:
+        s = json.load(f)
+    assert s['original']['name'] == f'{layout["root"]}/far'
+    assert s['original']['num_images'] == 8
+    # auto, but the val dataset cannot be read: a warning, and no richness verdict
+    capsys.readouterr()
+    assert compare_tool.main([layout['cfg'], *pools, '--out', str(tmp_path / 'b'),
+                              '--cfg-options',
+                              f'val_dataloader.dataset.data_prefix.img_path={tmp_path}/gone']) == 0
+    err = capsys.readouterr().err
+    assert 'warning: original domain val_dataloader.dataset cannot be read' in err
+    with open(tmp_path / 'b' / 'summary.json') as f:
+        assert json.load(f)['original'] is None
+
+
+def test_teacher_settings_from_each_kind_of_config(layout, compare_tool, tmp_path, repo_root):
+    from mmengine.config import Config
+    s = compare_tool.teacher_settings(Config.fromfile(layout['cfg']))
+    assert (s['teacher'], s['teacher_checkpoint'], s['num_samples'], s['cache_dir'],
+            s['score_batch_size']) == (layout['teacher_cfg'], layout['ckpt'], EPS,
+                                       layout['cache'], 3)
+    distiller = tmp_path / 'distiller.py'
+    distiller.write_text("num_samples = 42\nmodel = dict(type='DataFreeDistiller', "
+                         "teacher='t.py', teacher_checkpoint='t.pth', student='s.py')\n")
+    s = compare_tool.teacher_settings(Config.fromfile(str(distiller)))
+    assert (s['teacher'], s['teacher_checkpoint'], s['num_samples'], s['bn_layers']) == (
+        't.py', 't.pth', 42, 'backbone')
+    s = compare_tool.teacher_settings(Config.fromfile(osp.join(repo_root, TEACHER)))
+    assert s['teacher']['type'] == 'EncoderDecoder' and s['teacher_checkpoint'] is None
+    assert s['teacher']['data_preprocessor']['mean'] == [127.5, 127.5, 127.5]
+    assert s['num_samples'] is None
+    empty = tmp_path / 'empty.py'
+    empty.write_text('x = 1\n')
+    with pytest.raises(ValueError, match=r'empty.py: no teacher found'):
+        compare_tool.teacher_settings(Config.fromfile(str(empty)))
