@@ -247,7 +247,8 @@ def main(argv=None):
             json.dump(summary, f, indent=1)
         write_scores_csv(osp.join(args.out, 'scores.csv'), details, summary['pools'])
         plot_all(summary, details, args.out)
-        print(f'written: {", ".join(osp.join(args.out, f) for f in ("report.md", "summary.json", "scores.csv") + FIGURES)}')
+        written = ('report.md', 'summary.json', 'scores.csv') + FIGURES
+        print('written: ' + ', '.join(osp.join(args.out, f) for f in written))
     return 0
 
 

@@ -26,7 +26,8 @@ from .pool_scorer import check_num_samples, select_lowest
 # dataset wrappers opened to the pool inside when a config key names them
 WRAPPERS = ('ADSDataset', 'RepeatDataset', 'ClassBalancedDataset')
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]*$')
-# a pool's median d within this factor of the best pool's counts as "close"
+# a pool whose p5, p25 and median d are all within this factor of the best pool's
+# counts as "close" to it (ADS keeps from the low tail, so the tail counts too)
 CLOSE_FACTOR = 1.10
 
 
@@ -277,8 +278,8 @@ def add_verdicts(summary):
         else:
             ratios = {q: d[q] / bd[q] if bd[q] > 0 else float('inf')
                       for q in ('p5', 'p25', 'median')}
-            qual = (f'close to the best pool {best}' if ratios['median'] <= CLOSE_FACTOR
-                    else f'less relevant than {best}')
+            close = all(r <= CLOSE_FACTOR for r in ratios.values())
+            qual = f'close to the best pool {best}' if close else f'less relevant than {best}'
             rel = (f'relevance: {qual}, rank {rank} of {len(pools)} (median d '
                    f'{ratios["median"]:.2f}x, p25 {ratios["p25"]:.2f}x, p5 {ratios["p5"]:.2f}x '
                    f'those of {best}); {kept}')

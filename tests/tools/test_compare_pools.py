@@ -334,3 +334,34 @@ def test_teacher_settings_from_each_kind_of_config(layout, compare_tool, tmp_pat
     empty.write_text('x = 1\n')
     with pytest.raises(ValueError, match=r'empty.py: no teacher found'):
         compare_tool.teacher_settings(Config.fromfile(str(empty)))
+
+
+def _pool(p5, p25, median, entropy=6.0, n=100, kept=10):
+    return dict(num_images=n, entropy=dict(mean=entropy, median=entropy, variance=0.1),
+                distance=dict(p5=p5, p25=p25, median=median), selected_in_merge=kept)
+
+
+def test_verdict_rules():
+    from mmseg_dfss.core.pool_compare import add_verdicts
+    s = add_verdicts(dict(eps=20, original=None, pools=dict(
+        best=_pool(10, 20, 30, entropy=5.0),
+        tail=_pool(10.5, 21, 31, entropy=7.0),     # all three within 10 %: close
+        median_only=_pool(20, 21, 32),            # median close, low tail twice as far
+        far=_pool(100, 200, 300, kept=0))))
+    assert s['ranking'] == ['best', 'tail', 'median_only', 'far'] and s['best_pool'] == 'best'
+    v = {n: p['verdict'] for n, p in s['pools'].items()}
+    assert v['best']['relevance'].startswith('relevance: best of the 4 pools (lowest median '
+                                             'd 30)')
+    assert v['tail']['relevance'].startswith('relevance: close to the best pool best, rank 2')
+    assert v['median_only']['relevance'].startswith(
+        'relevance: less relevant than best, rank 3 of 4 (median d 1.07x, p25 1.05x, p5 2.00x')
+    assert 'keeps 0 of its 100 images (0%)' in v['far']['relevance']
+    assert v['tail']['richness'] == ('richness: entropy mean 7.000 bits, 1 of 4 (no '
+                                     'original-domain dataset to compare with)')
+    s = add_verdicts(dict(eps=5, pools=dict(only=_pool(1, 2, 3, entropy=6.5, n=50)),
+                          original=dict(num_images=10, entropy=dict(mean=6.0))))
+    v = s['pools']['only']['verdict']
+    assert v['relevance'].startswith('relevance: the only pool (median d 3)')
+    assert v['richness'] == ('richness: meets Eq. 6 (entropy mean 6.500 >= the original '
+                             "domain's 6.000 bits); scale: 50 images, 5x the original "
+                             "domain's 10")
