@@ -140,7 +140,7 @@ def plot_all(summary, details, out_dir):
     fig, ax = plt.subplots(figsize=(7, 4))
     all_d = np.concatenate([details[n]['distance'] for n in names])
     lo, hi = all_d.min(), all_d.max()
-    log = lo > 0 and hi / lo > 20  # pools far apart: a log axis keeps each one visible
+    log = lo > 0 and hi / lo > 100  # pools far apart: a log axis keeps each one visible
     bins = (np.geomspace(lo, hi, 50) if log else np.linspace(lo, hi, 50)) if hi > lo else 10
     for n in names:
         ax.hist(details[n]['distance'], bins=bins, histtype='step', lw=1.8, color=colors[n],
@@ -148,7 +148,10 @@ def plot_all(summary, details, out_dir):
     ax.axvline(summary['merged']['cut'], color='k', ls='--',
                label=f'merged eps = {summary["eps"]} cut ({summary["merged"]["cut"]:.3g})')
     if log:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
         ax.set_xscale('log')
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f'{x:g}'))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel('ADS distance d (Eq. 9, summed over BN layers)' + (', log axis' if log else ''))
     ax.set_ylabel('images')
     ax.set_title('ADS distance per pool (lower = closer to the teacher\'s data)')

@@ -155,6 +155,8 @@ class Demo:
             run(['tools/compare_pools.py', DFSS_CFG, '--pools', *pools, '--out', out,
                  '--no-progress', '--cfg-options', *self.ads_opts('ads', self.seed),
                  *self.eval_opts()], osp.join(self.logs, 'compare_pools.log'))
+        else:
+            log(f'compare: reusing {osp.relpath(summary, REPO)}')
         with open(summary) as f:
             return json.load(f)
 
