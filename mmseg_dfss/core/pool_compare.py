@@ -129,6 +129,13 @@ def pool_dataset_cfg(spec, cfg=None):
         return dict(type='COCOPoolDataset', ann_file=osp.abspath(ann),
                     data_prefix=dict(img_path=img_dir), pipeline=[]), 'COCO annotations'
     if osp.isfile(spec):
+        from ..datasets.unlabeled_image import IMG_EXTENSIONS
+        if spec.lower().endswith(IMG_EXTENSIONS):
+            raise PoolSpecError(f'{spec!r} is one image; a pool is a folder, a list file, a '
+                                'COCO .json or a dataset key')
+        if spec.lower().endswith('.py'):
+            raise PoolSpecError(f'{spec!r} is a config file; name a dataset in it by its '
+                                'dotted key in CONFIG (e.g. train_dataloader.dataset.dataset)')
         with open(spec, encoding='utf-8', errors='replace') as f:
             if not any(line.strip() for line in f):
                 raise PoolSpecError(f'list file {spec!r} is empty (one image path per line)')

@@ -239,6 +239,10 @@ def test_missing_folder_empty_list_and_unknown_key(layout, tmp_path):
     with pytest.raises(PoolSpecError, match=r"'train_dataloader.batch_size' of .* is not a "
                        r'dataset config'):
         build_pool('d', 'train_dataloader.batch_size', cfg)
+    with pytest.raises(PoolSpecError, match=r"pool 'f': '.*flat.png' is one image"):
+        build_pool('f', write_grey(str(tmp_path / 'flat.png'), np.zeros((4, 4), np.uint8)))
+    with pytest.raises(PoolSpecError, match=r"pool 'g': '.*dfss_like.py' is a config file"):
+        build_pool('g', layout['cfg'], cfg)
     lonely = tmp_path / 'lonely' / 'instances_x.json'
     lonely.parent.mkdir()
     lonely.write_text('{"images": []}')
