@@ -53,7 +53,7 @@ def make_coco_of(root, family, n, seed):
 def layout(tmp_path_factory, repo_root):
     """A scene-calibrated teacher, the original domain (scenes), and three pools:
     near (scenes, a config key), poster (posterized scenes, COCO layout) and far
-    (noise, a folder)."""
+    (noise and one corrupt file, a folder)."""
     root = str(tmp_path_factory.mktemp('compare'))
     teacher_cfg = osp.join(repo_root, TEACHER)
     ckpt = scene_teacher_checkpoint(teacher_cfg, root)
@@ -62,6 +62,8 @@ def layout(tmp_path_factory, repo_root):
         near=write_family(osp.join(root, 'near'), 'scene', 8, seed=2),
         far=write_family(osp.join(root, 'far'), 'noise', 8, seed=3))
     ann, files['poster'] = make_coco_of(osp.join(root, 'coco'), 'posterized', 7, seed=4)
+    with open(osp.join(root, 'far', 'zz_broken.png'), 'wb') as f:  # counted, never kept
+        f.write(b'not a png')
     cfg = osp.join(root, 'dfss_like.py')
     with open(cfg, 'w') as f:
         f.write(f"""default_scope = 'mmseg'
@@ -109,7 +111,8 @@ def test_numbers_match_independent_computations(layout, run):
     for name in ('near', 'poster', 'far'):
         paths = sorted(layout['files'][name])
         p = s['pools'][name]
-        assert p['num_images'] == len(paths) and p['unreadable'] == 0
+        broken = int(name == 'far')
+        assert p['num_images'] == len(paths) + broken and p['unreadable'] == broken
         h = np.array([numpy_entropy(x) for x in paths])
         assert p['entropy']['mean'] == pytest.approx(h.mean(), abs=1e-9)
         assert p['entropy']['median'] == pytest.approx(np.median(h), abs=1e-9)
@@ -165,7 +168,7 @@ def test_outputs_report_csv_and_figures(run, layout):
         report = f.read()
     for name in ('near', 'poster', 'far'):
         p = s['pools'][name]
-        row = (f'| {p["rank"]} | {name} | {p["num_images"]} | 0 | '
+        row = (f'| {p["rank"]} | {name} | {p["num_images"]} | {p["unreadable"]} | '
                f'{p["entropy"]["mean"]:.3f} | ')
         assert row in report
         assert f'- **{name}**: {p["verdict"]["relevance"]}' in report
@@ -192,8 +195,9 @@ def test_scores_are_cached_for_a_later_dfss_run(layout, run):
                     cache_dir=layout['cache'])
     assert sorted(os.listdir(layout['cache'])) == before
     with open(osp.join(run['out'], 'scores.csv')) as f:
-        far = [float(r['distance']) for r in csv.DictReader(f) if r['pool'] == 'far']
-    assert ds.result.scores.tolist() == far
+        far = [float(r['distance'] or 'nan') for r in csv.DictReader(f) if r['pool'] == 'far']
+    assert np.isnan(far[-1])  # the corrupt file
+    np.testing.assert_array_equal(ds.result.scores, far)
 
 
 def test_eps_option_and_no_original_domain(layout, compare_tool, tmp_path):
@@ -306,7 +310,7 @@ def test_original_domain_choices(layout, compare_tool, tmp_path, capsys):
     with open(tmp_path / 'a' / 'summary.json') as f:
         s = json.load(f)
     assert s['original']['name'] == f'{layout["root"]}/far'
-    assert s['original']['num_images'] == 8
+    assert s['original']['num_images'] == 9 and s['original']['unreadable'] == 1
     # auto, but the val dataset cannot be read: a warning, and no richness verdict
     capsys.readouterr()
     assert compare_tool.main([layout['cfg'], *pools, '--out', str(tmp_path / 'b'),
