@@ -29,7 +29,8 @@ class ADSDataset:
     source is scored on its own, through the cache (so scores of a pool already
     scored alone, e.g. by ``tools/compare_pools.py``, are reused), and eps is
     cut over all sources together. ``source_counts()`` says how many kept
-    images come from each source; the summary log says it too.
+    images come from each source (``selected_sources``: the source of each kept
+    sample); the summary log says it too.
 
     Args:
         dataset: the pool (config dict or dataset), e.g. ``UnlabeledImageDataset``,
