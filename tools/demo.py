@@ -9,7 +9,9 @@ of every step is printed and its log kept under the work dir):
 2. train the teacher (DeepLabV3-R18-tiny) on the rooms with labels;
 3. train the student architecture (DeepLabV3-MobileNetV2-tiny) on the rooms with
    labels: the upper reference a data-free method cannot beat;
-4. score the pool with ADS (and, for comparison, random and confidence sampling);
+4. score the pool with ADS (and, for comparison, random and confidence sampling),
+   and compare its four sub-domains as separate pools (``tools/compare_pools.py``:
+   entropy, ADS distance, the merged selection, the paper's Sec. 3.2 verdicts);
 5. distill the student with DFSS (ADS + WDPD) from pool images only;
 6. evaluate all on the rooms' test split, the DFSS student through its plain-MMSeg
    export; write ``results.md`` and the figures.
@@ -41,6 +43,7 @@ SETTINGS = {
     'tiny': dict(num_train=24, num_test=8, pool_size=64, num_samples=24, teacher_iters=10,
                  student_iters=10, distill_iters=10),
 }
+SUBDOMAINS = ('near_rooms', 'streets', 'objects', 'textures')
 TABLE3 = [('random', 'vanilla'), ('confidence', 'vanilla'), ('ads', 'vanilla')]
 TABLE4 = [('ads', 'vanilla'), ('ads', 'wdd'), ('ads', 'wdpd')]
 
@@ -142,6 +145,21 @@ class Demo:
                 osp.join(self.logs, f'ads_score_{strategy}.log'))
         return out
 
+    def compare(self):
+        """The pool's sub-domains as separate candidate pools (paper Sec. 3.2)."""
+        out = osp.join(self.work, 'compare')
+        summary = osp.join(out, 'summary.json')
+        if not osp.isfile(summary) or osp.getmtime(summary) < osp.getmtime(self.teacher_ckpt):
+            pools = [f'{s}={osp.join(self.data, "pool", s)}' for s in SUBDOMAINS
+                     if osp.isdir(osp.join(self.data, 'pool', s))]
+            run(['tools/compare_pools.py', DFSS_CFG, '--pools', *pools, '--out', out,
+                 '--no-progress', '--cfg-options', *self.ads_opts('ads', self.seed),
+                 *self.eval_opts()], osp.join(self.logs, 'compare_pools.log'))
+        else:
+            log(f'compare: reusing {osp.relpath(summary, REPO)}')
+        with open(summary) as f:
+            return json.load(f)
+
     def distill(self, strategy, mode, seed):
         name = f'dfss/{strategy}_{mode}_seed{seed}'
         opts = (self.ads_opts(strategy, seed) + self.eval_opts()
@@ -198,6 +216,30 @@ def sample_grid(data_root, out_png, per_row=8):
     plt.close(fig)
 
 
+def compare_lines(c):
+    """results.md rows of the sub-domain comparison (full report: compare/report.md)."""
+    lines = ['', f'The sub-domains as separate candidate pools (`tools/compare_pools.py`, '
+             f'eps = {c["eps"]}; ranked by median ADS distance d; entropy in bits):', '',
+             '| rank | pool | images | entropy mean | d p5 | d p25 | d median | eps cut alone '
+             '| kept in merge |', '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for name in c['ranking']:
+        p = c['pools'][name]
+        d = p['distance']
+        cut = '-' if p['eps_cut_alone'] is None else f'{p["eps_cut_alone"]:.4g}'
+        lines.append(f'| {p["rank"]} | {name} | {p["num_images"]} | '
+                     f'{p["entropy"]["mean"]:.3f} | {d["p5"]:.4g} | {d["p25"]:.4g} | '
+                     f'{d["median"]:.4g} | {cut} | {p["selected_in_merge"]} |')
+    if c.get('original'):
+        o = c['original']
+        lines += ['', f'Original domain ({o["name"]}, {o["num_images"]} rooms): entropy mean '
+                  f'{o["entropy"]["mean"]:.3f} bits. Verdicts (`compare/report.md`):', '']
+    else:
+        lines += ['', 'Verdicts (`compare/report.md`):', '']
+    lines += [f'- {name}: {c["pools"][name]["verdict"]["relevance"]}. '
+              f'{c["pools"][name]["verdict"]["richness"]}.' for name in c['ranking']]
+    return lines
+
+
 def fmt(values):
     values = np.asarray(values) * 100
     if len(values) == 1:
@@ -238,6 +280,8 @@ def main():
     scores = {s: demo.score(s, plot=(s == 'ads')) for s in ('random', 'confidence', 'ads')}
     pool_csv = osp.join(demo.data, 'pool', 'pool.csv')
     mixes = {s: subdomain_mix(path, pool_csv) for s, path in scores.items()}
+    log('4/6 the sub-domains compared as separate pools (tools/compare_pools.py)')
+    comparison = demo.compare()
 
     log('5/6 DFSS: distilling the student from ADS-selected pool images with WDPD')
     dfss = demo.distill('ads', 'wdpd', args.seed)
@@ -271,6 +315,8 @@ def main():
             str(mixes[s].get(k, 0)) for k in ('near_rooms', 'streets', 'objects', 'textures'))
             + ' |')
 
+    lines += compare_lines(comparison)
+
     if args.full:
         seeds = [args.seed + k for k in range(args.seeds)]
         results = {}
@@ -289,7 +335,9 @@ def main():
             json.dump({f'{s}/{m}': v for (s, m), v in results.items()}, f, indent=1)
 
     lines += ['', 'Figures: `figures/synthetic_samples.png`, `ads/d_hist.png`, '
-              '`ads/gallery.png`, `ads/subdomain_mix.png`, `figures/distribution_tsne.png`.']
+              '`ads/gallery.png`, `ads/subdomain_mix.png`, `figures/distribution_tsne.png`, '
+              '`compare/distance_hist.png`, `compare/entropy_hist.png`, '
+              '`compare/merge_mix.png`.']
     text = '\n'.join(lines)
     with open(osp.join(work, 'results.md'), 'w') as f:
         f.write(text + '\n')

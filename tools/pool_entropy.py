@@ -22,7 +22,7 @@ import json
 import os.path as osp
 import sys
 
-import numpy as np
+from mmseg_dfss.core.entropy import grey_entropy, iter_entropies, summarize_entropy  # noqa: F401
 
 
 def parse_args(argv=None):
@@ -38,21 +38,6 @@ def parse_args(argv=None):
     p.add_argument('--no-progress', action='store_true')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return p.parse_args(argv)
-
-
-def grey_entropy(path):
-    """Entropy in bits of the grey-level histogram of one image; None when the
-    file cannot be read."""
-    import mmcv
-    try:
-        img = mmcv.imread(path, flag='grayscale')
-    except Exception:
-        return None
-    if img is None or img.size == 0:
-        return None
-    counts = np.bincount(img.ravel(), minlength=256).astype(np.float64)
-    p = counts[counts > 0] / img.size
-    return float(-(p * np.log2(p)).sum()) + 0.0  # no -0.0 for a flat image
 
 
 def _get(cfg, dotted):
@@ -111,9 +96,7 @@ def build_pool(args):
 
 
 def summarize(entropies):
-    e = np.asarray(entropies, np.float64)
-    return dict(num_images=int(e.size), mean=float(e.mean()), median=float(np.median(e)),
-                variance=float(e.var()), min=float(e.min()), max=float(e.max()))
+    return summarize_entropy(entropies)
 
 
 def save_histogram(entropies, stats, title, path):
@@ -136,28 +119,22 @@ def save_histogram(entropies, stats, title, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tqdm import tqdm
     try:
         pool, name = build_pool(args)
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
         raise SystemExit(f'error: {e}')
     n = len(pool) if args.max_images is None else min(args.max_images, len(pool))
     paths = [pool.get_data_info(i)['img_path'] for i in range(n)]
-    if args.workers > 1:
-        from multiprocessing import Pool
-        workers = Pool(args.workers)
-        values = workers.imap(grey_entropy, paths, chunksize=16)
-    else:
-        workers = None
-        values = map(grey_entropy, paths)
     entropies, skipped = [], []
     csv_file = open(args.out_csv, 'w', newline='') if args.out_csv else None
     rows = csv.writer(csv_file) if csv_file else None
     try:
         if rows:
             rows.writerow(['pool_index', 'img_path', 'entropy'])
-        for i, (path, h) in enumerate(tqdm(zip(paths, values), total=n, desc='entropy',
-                                           disable=args.no_progress, file=sys.stderr)):
+        values = iter_entropies(paths, workers=args.workers, progress=not args.no_progress,
+                                title=f'entropy of {n} images')
+        for i, h in enumerate(values):
+            path = paths[i]
             if h is None:
                 skipped.append(path)
                 continue
@@ -167,9 +144,6 @@ def main(argv=None):
     finally:
         if csv_file:
             csv_file.close()
-        if workers is not None:
-            workers.close()
-            workers.join()
     if skipped:
         print(f'skipped {len(skipped)} unreadable images, e.g.: ' + ', '.join(skipped[:10]))
     if not entropies:

@@ -1,13 +1,15 @@
 import copy
+import hashlib
 from collections import Counter
 
 import numpy as np
-from mmengine.dataset import BaseDataset
+from mmengine.dataset import BaseDataset, ConcatDataset
 from mmengine.dataset.base_dataset import force_full_init
 from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
-from ..core.pool_scorer import PoolScorer, check_num_samples, eq11_weights, select_lowest
+from ..core.pool_scorer import (PoolScorer, ScoreResult, check_num_samples, eq11_weights,
+                                select_lowest)
 from ..core.teacher import check_teacher_checkpoint
 
 
@@ -26,8 +28,17 @@ class ADSDataset:
     :class:`DataFreeDistiller` compares with its own teacher. ``teacher_record`` keeps
     the full record (resolved config included) after the scorer is dropped.
 
+    Several pools combine with MMEngine's ``ConcatDataset`` (paper Sec. 3.2: a
+    larger pool is likelier to hold images close to the original data): each
+    source is scored on its own, through the cache (so scores of a pool already
+    scored alone, e.g. by ``tools/compare_pools.py``, are reused), and eps is
+    cut over all sources together. ``source_counts()`` says how many kept
+    images come from each source (``selected_sources``: the source of each kept
+    sample); the summary log says it too.
+
     Args:
-        dataset: the pool (config dict or dataset), e.g. ``UnlabeledImageDataset``.
+        dataset: the pool (config dict or dataset), e.g. ``UnlabeledImageDataset``,
+            or a ``ConcatDataset`` of pools.
         teacher: MMSeg segmentor config dict, config path (``mmseg::`` allowed) or
             ``dict(cfg_path=..., **overrides)``; the distiller's ``teacher``.
         teacher_checkpoint: the teacher's weights, a path or any URL MMEngine's
@@ -46,19 +57,26 @@ class ADSDataset:
         lazy_init: score only when first needed (``full_init``).
         allow_random_teacher: allow ``teacher_checkpoint=None`` (random weights;
             tests and benchmarks only).
+        source_names: names of the ``ConcatDataset``'s pools in logs and
+            ``source_counts()`` (default ``'<i>:<dataset type>'``).
     """
 
     def __init__(self, dataset, teacher, teacher_checkpoint=None, num_samples=None,
                  strategy='ads', bn_layers='backbone', score_pipeline=None, score_batch_size=8,
                  score_num_workers=0, cache_dir='work_dirs/ads_cache', seed=0, lazy_init=False,
-                 max_unreadable=0.05, score_io_retries=3, allow_random_teacher=False):
+                 max_unreadable=0.05, score_io_retries=3, allow_random_teacher=False,
+                 source_names=None):
         if isinstance(dataset, dict):
             self.dataset = DATASETS.build(dataset)
-        elif isinstance(dataset, BaseDataset):
+        elif isinstance(dataset, (BaseDataset, ConcatDataset)):
             self.dataset = dataset
         else:
-            raise TypeError(f'ADSDataset: dataset must be a config dict or a BaseDataset, got '
-                            f'{type(dataset)}')
+            raise TypeError(f'ADSDataset: dataset must be a config dict, a BaseDataset or a '
+                            f'ConcatDataset, got {type(dataset)}')
+        if not isinstance(self.dataset, (BaseDataset, ConcatDataset)):
+            raise TypeError(f'ADSDataset: dataset must build a BaseDataset or a ConcatDataset, '
+                            f'got {type(self.dataset).__name__}')
+        self.source_names = self._source_names(source_names)
         if num_samples is None:
             raise ValueError('ADSDataset: num_samples (eps) must be given')
         check_num_samples(num_samples)
@@ -82,6 +100,41 @@ class ADSDataset:
     def metainfo(self):
         return copy.deepcopy(self._metainfo)
 
+    @property
+    def sources(self):
+        """The pools the selection draws from: the ConcatDataset's, or the one pool."""
+        if isinstance(self.dataset, ConcatDataset):
+            return list(self.dataset.datasets)
+        return [self.dataset]
+
+    def _source_names(self, names):
+        n = len(self.sources)
+        if names is None:
+            return [f'{i}:{type(d).__name__}' for i, d in enumerate(self.sources)]
+        names = [str(x) for x in names]
+        if len(names) != n or len(set(names)) != n:
+            raise ValueError(f'ADSDataset: source_names must be {n} distinct names, one per '
+                             f'pool of the dataset, got {names!r}')
+        return names
+
+    def _score(self):
+        """Scores the pool; a ConcatDataset source by source (each through the cache),
+        except for ``'random'``, whose keys are drawn once over the whole pool."""
+        sources = self.sources
+        if len(sources) == 1 or self.strategy == 'random':
+            return self.scorer.score(self.dataset)
+        parts = [self.scorer.score(d) for d in sources]
+        errors, offset = {}, 0
+        for part in parts:
+            errors.update({offset + int(i): e for i, e in part.errors.items()})
+            offset += len(part.paths)
+        fingerprint = hashlib.sha256(
+            '|'.join(p.fingerprint for p in parts).encode()).hexdigest()
+        return ScoreResult(strategy=self.strategy,
+                           scores=np.concatenate([p.scores for p in parts]),
+                           paths=[path for p in parts for path in p.paths], errors=errors,
+                           layers=parts[0].layers, fingerprint=fingerprint)
+
     def full_init(self):
         """Scores the pool and selects eps samples (once)."""
         if self._fully_initialized:
@@ -90,9 +143,12 @@ class ADSDataset:
         if self.num_samples > len(self.dataset):
             raise ValueError(f'num_samples (eps) = {self.num_samples} is larger than the '
                              f'{len(self.dataset)} images of the pool (nothing was scored)')
-        result = self.scorer.score(self.dataset)
+        result = self._score()
         self.result = result
         self.selected = select_lowest(result.scores, self.num_samples)
+        bounds = np.cumsum([len(d) for d in self.sources])
+        # the source (index into ``sources``) of every kept sample
+        self.selected_sources = np.searchsorted(bounds, self.selected, side='right')
         self.distances = result.scores[self.selected]
         if self.strategy == 'random':
             self.weights = np.ones(len(self.selected))
@@ -110,10 +166,24 @@ class ADSDataset:
         msg = (f'ADS ({self.strategy}): kept {len(self.selected)} of {len(res.paths)} pool '
                f'images ({len(res.errors)} unreadable, {len(res.nonfinite)} non-finite); '
                f'kept scores {self.distances.min():.6g} .. {self.distances.max():.6g}')
+        if len(self.sources) > 1:
+            parts = []
+            for k, name in enumerate(self.source_names):
+                kept = self.distances[self.selected_sources == k]
+                median = f', median score {np.median(kept):.6g}' if kept.size else ''
+                parts.append(f'{name}={kept.size} of {len(self.sources[k])}{median}')
+            msg += '; sources kept: ' + ', '.join(parts)
         subs = self.subdomain_mix()
         if subs:
             msg += '; sub-domains kept: ' + ', '.join(f'{k}={v}' for k, v in sorted(subs.items()))
         print_log(msg, logger='current')
+
+    @force_full_init
+    def source_counts(self):
+        """``{source name: number of kept samples}`` over every source (0 included),
+        in source order."""
+        counts = np.bincount(self.selected_sources, minlength=len(self.sources))
+        return {name: int(c) for name, c in zip(self.source_names, counts)}
 
     def subdomain_mix(self):
         """``{subdomain: count}`` of the kept samples, when the pool tags them."""
@@ -133,15 +203,19 @@ class ADSDataset:
     @force_full_init
     def __getitem__(self, idx):
         pool_idx = int(self.selected[idx])
-        for _ in range(self.dataset.max_refetch + 1):
-            data = self.dataset.prepare_data(pool_idx)
+        source, local_idx = self.dataset, pool_idx
+        if isinstance(self.dataset, ConcatDataset):  # served by its own pool's pipeline
+            k, local_idx = self.dataset._get_ori_dataset_idx(pool_idx)
+            source = self.dataset.datasets[k]
+        for _ in range(source.max_refetch + 1):
+            data = source.prepare_data(local_idx)
             if data is not None:
                 break
         else:
             raise RuntimeError(
                 f'ADSDataset: the pool pipeline returned None for the selected image '
-                f'{self.dataset.get_data_info(pool_idx).get("img_path")!r} '
-                f'{self.dataset.max_refetch + 1} times')
+                f'{source.get_data_info(local_idx).get("img_path")!r} '
+                f'{source.max_refetch + 1} times')
         data['data_samples'].set_metainfo(
             dict(ads_distance=float(self.distances[idx]), ads_weight=float(self.weights[idx]),
                  pool_index=pool_idx))

@@ -1,5 +1,6 @@
 """The README's run command in a tiny setting: the whole DFSS pipeline end to end
 (about a dozen tool runs: marked slow, CI runs it with the other slow tests)."""
+import json
 import os.path as osp
 
 import pytest
@@ -29,6 +30,17 @@ def test_tiny_demo_runs_end_to_end_and_is_reused(tmp_path, tool):
                 'ads/d_hist.png', 'ads/gallery.png', 'ads/subdomain_mix.png'):
         _valid_png(osp.join(work, fig))
 
+    # the pool's sub-domains compared as separate pools (tools/compare_pools.py)
+    with open(osp.join(work, 'compare', 'summary.json')) as f:
+        comparison = json.load(f)
+    assert sorted(comparison['pools']) == ['near_rooms', 'objects', 'streets', 'textures']
+    assert sum(p['selected_in_merge'] for p in comparison['pools'].values()) == 24
+    assert sum(p['num_images'] for p in comparison['pools'].values()) == 64
+    assert '| rank | pool | images | entropy mean |' in table
+    for fig in ('distance_hist.png', 'entropy_hist.png', 'merge_mix.png'):
+        _valid_png(osp.join(work, 'compare', fig))
+
     again = tool('tools/demo.py', '--tiny', '--work-dir', work)
     assert 'teacher: reusing' in again.stdout and 'dfss/ads_wdpd_seed0: reusing' in again.stdout
     assert '$ python tools/train.py' not in again.stdout
+    assert '$ python tools/compare_pools.py' not in again.stdout

@@ -1,0 +1,259 @@
+"""Which open-world pool should DFSS get for this teacher? (paper Sec. 3.2, Eq. 5-6)
+
+    python tools/compare_pools.py CONFIG --pools NAME=SPEC [NAME=SPEC ...]
+        [--eps N] [--out DIR] [--teacher-checkpoint CKPT] [--original auto|none|SPEC]
+        [--cache-dir DIR|none] [--workers N] [--no-progress] [--cfg-options k=v ...]
+
+SPEC: an image folder (read recursively), a list file (one image path per line,
+relative to the list's folder), a COCO annotation ``.json`` (images in
+``<root>/<split>`` for ``<root>/annotations/instances_<split>.json``, or
+``ANN.json:IMAGE_DIR``), or a dotted dataset key of CONFIG (e.g.
+``train_dataloader.dataset.dataset``; wrappers such as ADSDataset are opened).
+
+The teacher and the scoring settings (teacher, teacher_checkpoint, bn_layers,
+score_pipeline, score_batch_size, cache_dir, num_samples = eps) come from
+CONFIG's ADSDataset (``train_dataloader.dataset``), else its DataFreeDistiller
+(``model``), else CONFIG is the teacher's own segmentor config. For every pool:
+size, grey-level entropy mean/median/variance (Table 5, as
+``tools/pool_entropy.py``), ADS distance quantiles p5/p25/median and the d at
+which eps would be cut if the pool were used alone; then ADS over all pools
+merged (how many of the eps kept images each pool gives) and one verdict per pool
+against the two principles: relevance (d vs the best pool) and richness (entropy
+vs the original domain: CONFIG's val/test dataset unless ``--original``).
+Scores go through the score cache, so a rerun or a later DFSS run reuses them.
+
+``--out DIR`` writes ``report.md``, ``summary.json``, ``scores.csv`` (one row per
+pool image) and the figures ``distance_hist.png``, ``entropy_hist.png``,
+``merge_mix.png``.
+"""
+import argparse
+import copy
+import csv
+import json
+import os
+import os.path as osp
+import sys
+
+import numpy as np
+
+FIGURES = ('distance_hist.png', 'entropy_hist.png', 'merge_mix.png')
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('config', help='a DFSS/ADS config (or the teacher\'s segmentor config)')
+    p.add_argument('--pools', nargs='+', required=True, metavar='NAME=SPEC',
+                   help='pools to compare: NAME=folder | list file | COCO .json | config key')
+    p.add_argument('--eps', type=int, help='images ADS keeps (default: the config\'s '
+                   'num_samples)')
+    p.add_argument('--out', help='folder for report.md, summary.json, scores.csv and figures')
+    p.add_argument('--teacher-checkpoint', help='replaces the config\'s teacher checkpoint')
+    p.add_argument('--original', default='auto',
+                   help='the original domain for the richness verdict: auto (the config\'s '
+                   'val, else test dataset), none, or a SPEC like the pools\'')
+    p.add_argument('--cache-dir', help='score cache folder (default: the config\'s '
+                   'cache_dir); none disables it')
+    p.add_argument('--workers', type=int, default=1, help='entropy reader processes')
+    p.add_argument('--no-progress', action='store_true')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    return p.parse_args(argv)
+
+
+def _find_ads(ds):
+    while isinstance(ds, dict):
+        if ds.get('type') == 'ADSDataset':
+            return ds
+        ds = ds.get('dataset')
+    return None
+
+
+def teacher_settings(cfg):
+    """The teacher and ADS scoring settings of CONFIG (see the module docstring)."""
+    ads = _find_ads(cfg.get('train_dataloader', {}).get('dataset'))
+    model = cfg.get('model')
+    s = dict(bn_layers='backbone', score_pipeline=None, score_batch_size=8,
+             score_num_workers=0, cache_dir='work_dirs/ads_cache',
+             num_samples=cfg.get('num_samples'))
+    if ads is not None:
+        s.update(teacher=ads.get('teacher'), teacher_checkpoint=ads.get('teacher_checkpoint'),
+                 source='train_dataloader.dataset (ADSDataset)')
+        for key in ('bn_layers', 'score_pipeline', 'score_batch_size', 'score_num_workers',
+                    'cache_dir', 'num_samples'):
+            if key in ads:
+                s[key] = ads[key]
+    elif isinstance(model, dict) and model.get('type') == 'DataFreeDistiller':
+        s.update(teacher=model.get('teacher'), teacher_checkpoint=model.get('teacher_checkpoint'),
+                 source='model (DataFreeDistiller)')
+    elif isinstance(model, dict):
+        teacher = copy.deepcopy(dict(model))
+        if 'data_preprocessor' not in teacher and 'data_preprocessor' in cfg:
+            teacher['data_preprocessor'] = copy.deepcopy(dict(cfg.data_preprocessor))
+        s.update(teacher=teacher, teacher_checkpoint=None, source='model (the config itself)')
+    else:
+        s['teacher'] = None
+    if s['teacher'] is None:
+        raise ValueError(f'{cfg.filename}: no teacher found (no ADSDataset in '
+                         'train_dataloader.dataset, no DataFreeDistiller model, no model)')
+    return s
+
+
+def original_domain(cfg, spec):
+    """``(name, dataset)`` of the original domain, or None."""
+    from mmseg_dfss.core.pool_compare import PoolSpecError, build_pool
+    if spec == 'none':
+        return None
+    if spec != 'auto':
+        return spec, build_pool('original', spec, cfg)[0]
+    for key in ('val_dataloader.dataset', 'test_dataloader.dataset'):
+        split, _ = key.split('.')
+        if not isinstance(cfg.get(split, {}).get('dataset'), dict):
+            continue
+        try:
+            return key, build_pool('original', key, cfg)[0]
+        except PoolSpecError as e:
+            print(f'warning: original domain {key} cannot be read ({e}); the richness '
+                  'verdict compares pools only (set its data_root with --cfg-options, or '
+                  'use --original)', file=sys.stderr)
+            return None
+    return None
+
+
+def write_scores_csv(path, details, pools):
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f, lineterminator='\n')
+        w.writerow(['pool', 'index', 'img_path', 'distance', 'selected_in_merge'])
+        for name in pools:
+            det = details[name]
+            for i, (p, s) in enumerate(zip(det['paths'], det['scores'])):
+                w.writerow([name, i, p, repr(float(s)) if np.isfinite(s) else '',
+                            int(det['selected'][i])])
+
+
+def plot_all(summary, details, out_dir):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = list(summary['pools'])
+    colors = {n: plt.get_cmap('tab10')(k % 10) for k, n in enumerate(names)}
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    all_d = np.concatenate([details[n]['distance'] for n in names])
+    lo, hi = all_d.min(), all_d.max()
+    log = lo > 0 and hi / lo > 100  # pools far apart: a log axis keeps each one visible
+    bins = (np.geomspace(lo, hi, 50) if log else np.linspace(lo, hi, 50)) if hi > lo else 10
+    for n in names:
+        ax.hist(details[n]['distance'], bins=bins, histtype='step', lw=1.8, color=colors[n],
+                label=f'{n} (median {summary["pools"][n]["distance"]["median"]:.3g})')
+    ax.axvline(summary['merged']['cut'], color='k', ls='--',
+               label=f'merged eps = {summary["eps"]} cut ({summary["merged"]["cut"]:.3g})')
+    if log:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+        ax.set_xscale('log')
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f'{x:g}'))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel('ADS distance d (Eq. 9, summed over BN layers)' + (', log axis' if log else ''))
+    ax.set_ylabel('images')
+    ax.set_title('ADS distance per pool (lower = closer to the teacher\'s data)')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, 'distance_hist.png'), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(0, 8, 65)
+    for n in names:
+        ax.hist(details[n]['entropy'], bins=bins, histtype='step', lw=1.8, color=colors[n],
+                density=True, label=f'{n} (mean {summary["pools"][n]["entropy"]["mean"]:.3f})')
+    if summary.get('original'):
+        o = summary['original']
+        ax.hist(details[None]['entropy'], bins=bins, histtype='stepfilled', alpha=0.25,
+                color='k', density=True,
+                label=f'original: {o["name"]} (mean {o["entropy"]["mean"]:.3f})')
+    ax.set_xlabel('grey-level entropy (bits)')
+    ax.set_ylabel('density')
+    ax.set_title('Image information entropy (Table 5)')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, 'entropy_hist.png'), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 1.6))
+    y = np.arange(len(names))
+    sizes = [summary['pools'][n]['num_images'] for n in names]
+    kept = [summary['pools'][n]['selected_in_merge'] for n in names]
+    ax.barh(y, sizes, color='0.85', label='pool images')
+    ax.barh(y, kept, color=[colors[n] for n in names], label='kept by ADS (merged)')
+    for k, (s, c) in enumerate(zip(sizes, kept)):
+        ax.text(max(s, c), k, f' {c}/{s}', va='center', fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(names)
+    ax.set_xlim(0, max(sizes) * 1.35)
+    ax.invert_yaxis()
+    ax.set_xlabel('images')
+    ax.set_title(f'ADS over the merged pools: where the eps = {summary["eps"]} come from')
+    ax.legend(fontsize=8, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, 'merge_mix.png'), dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import mmseg_dfss  # noqa: F401  (registers the plugin)
+    from mmseg_dfss.core import PoolScorer
+    from mmseg_dfss.core.pool_compare import (PoolSpecError, build_pool, compare_pools,
+                                              parse_pool_args, render_report)
+    try:
+        specs = parse_pool_args(args.pools)
+        if not osp.isfile(args.config):
+            raise FileNotFoundError(f'config file {args.config!r} does not exist')
+        cfg = Config.fromfile(args.config)
+        cfg.merge_from_dict(args.cfg_options)
+        init_default_scope(cfg.get('default_scope', 'mmseg'))
+        s = teacher_settings(cfg)
+        if args.teacher_checkpoint:
+            s['teacher_checkpoint'] = args.teacher_checkpoint
+        if args.cache_dir:
+            s['cache_dir'] = None if args.cache_dir == 'none' else args.cache_dir
+        eps = args.eps if args.eps is not None else s['num_samples']
+        if eps is None:
+            raise ValueError(f'{args.config}: no num_samples (eps) in the config; give --eps')
+        pools = [(name, build_pool(name, spec, cfg)[0]) for name, spec in specs]
+        original = original_domain(cfg, args.original)
+    except (PoolSpecError, OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f'error: {e}')
+    scorer = PoolScorer(s['teacher'], s['teacher_checkpoint'], strategy='ads',
+                        bn_layers=s['bn_layers'], score_pipeline=s['score_pipeline'],
+                        batch_size=s['score_batch_size'], num_workers=s['score_num_workers'],
+                        cache_dir=s['cache_dir'], progress=not args.no_progress)
+    try:
+        summary, details = compare_pools(pools, scorer, eps, original, workers=args.workers,
+                                         progress=not args.no_progress)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}')
+    teacher = s['teacher'] if isinstance(s['teacher'], str) else s['teacher'].get('type')
+    summary.update(config=args.config, teacher=teacher,
+                   teacher_checkpoint=s['teacher_checkpoint'], bn_layers=s['bn_layers'],
+                   specs=dict(specs), cache_dir=s['cache_dir'])
+    figures = FIGURES if args.out else ()
+    report = render_report(summary, args.config, figures)
+    print('\n' + report)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(osp.join(args.out, 'report.md'), 'w') as f:
+            f.write(report)
+        with open(osp.join(args.out, 'summary.json'), 'w') as f:
+            json.dump(summary, f, indent=1)
+        write_scores_csv(osp.join(args.out, 'scores.csv'), details, summary['pools'])
+        plot_all(summary, details, args.out)
+        written = ('report.md', 'summary.json', 'scores.csv') + FIGURES
+        print('written: ' + ', '.join(osp.join(args.out, f) for f in written))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
