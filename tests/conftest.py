@@ -44,7 +44,7 @@ def teacher_ckpt(tmp_path_factory, repo_root):
 
     from mmseg_dfss.core import build_frozen_segmentor
     torch.manual_seed(0)
-    model = randomise_bn(build_frozen_segmentor(osp.join(repo_root, TEACHER)))
+    model = randomise_bn(build_frozen_segmentor(osp.join(repo_root, TEACHER), allow_random_teacher=True))
     path = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
     torch.save({'state_dict': model.state_dict()}, path)
     return path

@@ -49,6 +49,9 @@ def parse_args(argv=None):
                    'num_samples)')
     p.add_argument('--out', help='folder for report.md, summary.json, scores.csv and figures')
     p.add_argument('--teacher-checkpoint', help='replaces the config\'s teacher checkpoint')
+    p.add_argument('--allow-random-teacher', action='store_true',
+                   help='score with a random-weight teacher when no checkpoint is given '
+                        '(tests and benchmarks only)')
     p.add_argument('--original', default='auto',
                    help='the original domain for the richness verdict: auto (the config\'s '
                    'val, else test dataset), none, or a SPEC like the pools\'')
@@ -73,13 +76,13 @@ def teacher_settings(cfg):
     ads = _find_ads(cfg.get('train_dataloader', {}).get('dataset'))
     model = cfg.get('model')
     s = dict(bn_layers='backbone', score_pipeline=None, score_batch_size=8,
-             score_num_workers=0, cache_dir='work_dirs/ads_cache',
-             num_samples=cfg.get('num_samples'))
+             score_num_workers=0, cache_dir='work_dirs/ads_cache', max_unreadable=0.05,
+             score_io_retries=3, num_samples=cfg.get('num_samples'))
     if ads is not None:
         s.update(teacher=ads.get('teacher'), teacher_checkpoint=ads.get('teacher_checkpoint'),
                  source='train_dataloader.dataset (ADSDataset)')
         for key in ('bn_layers', 'score_pipeline', 'score_batch_size', 'score_num_workers',
-                    'cache_dir', 'num_samples'):
+                    'cache_dir', 'num_samples', 'max_unreadable', 'score_io_retries'):
             if key in ads:
                 s[key] = ads[key]
     elif isinstance(model, dict) and model.get('type') == 'DataFreeDistiller':
@@ -224,12 +227,15 @@ def main(argv=None):
             raise ValueError(f'{args.config}: no num_samples (eps) in the config; give --eps')
         pools = [(name, build_pool(name, spec, cfg)[0]) for name, spec in specs]
         original = original_domain(cfg, args.original)
+        scorer = PoolScorer(s['teacher'], s['teacher_checkpoint'], strategy='ads',
+                            bn_layers=s['bn_layers'], score_pipeline=s['score_pipeline'],
+                            batch_size=s['score_batch_size'],
+                            num_workers=s['score_num_workers'], cache_dir=s['cache_dir'],
+                            progress=not args.no_progress,
+                            max_unreadable=s['max_unreadable'], io_retries=s['score_io_retries'],
+                            allow_random_teacher=args.allow_random_teacher)
     except (PoolSpecError, OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f'error: {e}')
-    scorer = PoolScorer(s['teacher'], s['teacher_checkpoint'], strategy='ads',
-                        bn_layers=s['bn_layers'], score_pipeline=s['score_pipeline'],
-                        batch_size=s['score_batch_size'], num_workers=s['score_num_workers'],
-                        cache_dir=s['cache_dir'], progress=not args.no_progress)
     try:
         summary, details = compare_pools(pools, scorer, eps, original, workers=args.workers,
                                          progress=not args.no_progress)

@@ -238,12 +238,20 @@ def build_frozen_segmentor(model, checkpoint=None, what='teacher', allow_random_
     weights are random, which needs ``allow_random_teacher=True`` (tests and
     benchmarks) and is logged."""
     check_teacher_checkpoint(checkpoint, allow_random_teacher, what)
-    segmentor = build_segmentor(model)
     if checkpoint is None:
+        # random weights: a zoo config's pretrained backbone would only be a download
+        cfg = load_model_config(model)
+        cfg.pop('pretrained', None)
+        backbone = cfg.get('backbone')
+        if isinstance(backbone, dict) and (backbone.get('init_cfg') or {}).get(
+                'type') == 'Pretrained':
+            backbone.pop('init_cfg')
+        segmentor = build_segmentor(cfg)
         segmentor.init_weights()
         print_log(f'{what}: no checkpoint given, weights are randomly initialised '
                   '(allow_random_teacher=True)', logger='current', level=30)
     else:
+        segmentor = build_segmentor(model)
         load_checkpoint_strict(segmentor, checkpoint, what)
     return freeze(segmentor)
 

@@ -9,8 +9,8 @@ from mmengine.logging import print_log
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
 
-from ..core.teacher import (build_segmentor, check_teacher_checkpoint, freeze,
-                            load_checkpoint_strict, load_model_config, teacher_record)
+from ..core.teacher import (build_frozen_segmentor, build_segmentor, check_teacher_checkpoint,
+                            freeze, load_checkpoint_strict, load_model_config, teacher_record)
 
 # keys of SegDataPreProcessor that change what the network sees
 NORM_KEYS = ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr')
@@ -162,11 +162,11 @@ class DataFreeDistiller(BaseSegmentor):
         self.teacher_spec = copy.deepcopy(teacher)
         self.teacher_checkpoint = teacher_checkpoint
         self.allow_random_teacher = allow_random_teacher
-        self.teacher = freeze(build_segmentor(teacher_cfg))
         if teacher_checkpoint is None and allow_random_teacher:  # explicitly allowed
-            self.teacher.init_weights()
-            print_log('DataFreeDistiller: no teacher_checkpoint, the teacher has random '
-                      'weights (allow_random_teacher=True)', logger='current', level=30)
+            self.teacher = build_frozen_segmentor(teacher_cfg, None, 'DataFreeDistiller teacher',
+                                                  allow_random_teacher=True)
+        else:  # weights from teacher_checkpoint when training starts (load_teacher)
+            self.teacher = freeze(build_segmentor(teacher_cfg))
         self.teacher._is_init = True  # never re-initialised by init_weights()
         self._teacher_record = None  # set when the weights are loaded (load_teacher)
         self.register_buffer(DIGEST_BUFFER, torch.zeros(32, dtype=torch.uint8))

@@ -20,7 +20,7 @@ def teacher(repo_root, *gn_parts):
     for part in gn_parts:
         cfg[part]['norm_cfg'] = GN
     torch.manual_seed(0)
-    return build_frozen_segmentor(cfg)
+    return build_frozen_segmentor(cfg, allow_random_teacher=True)
 
 
 def test_backbone_without_bn_names_the_norm_and_the_bn_layers_to_set(repo_root):

@@ -101,7 +101,7 @@ def test_two_ranks_resume_a_partial_cache_exactly_and_refuse_different_setups(tm
     torch.manual_seed(0)
     cfg = load_model_config(osp.join(repo_root, TEACHER)).to_dict()
     ckpt = str(tmp_path / 'teacher.pth')
-    torch.save({'state_dict': randomise_bn(build_frozen_segmentor(cfg)).state_dict()}, ckpt)
+    torch.save({'state_dict': randomise_bn(build_frozen_segmentor(cfg, allow_random_teacher=True)).state_dict()}, ckpt)
     pool_dir = write_pool(str(tmp_path / 'pool'), bad=1)
     copy_dir = shutil.copytree(pool_dir, str(tmp_path / 'pool_copy'))
 

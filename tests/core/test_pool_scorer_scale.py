@@ -67,7 +67,7 @@ def teacher(repo_root, tmp_path_factory):
     a tiny scoring's time)."""
     torch.manual_seed(0)
     cfg = load_model_config(osp.join(repo_root, TEACHER)).to_dict()
-    model = randomise_bn(build_frozen_segmentor(cfg))
+    model = randomise_bn(build_frozen_segmentor(cfg, allow_random_teacher=True))
     ckpt = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
     torch.save({'state_dict': model.state_dict()}, ckpt)
     return cfg, ckpt

@@ -29,7 +29,7 @@ DP = dict(type='SegDataPreProcessor', mean=[127.5] * 3, std=[127.5] * 3, bgr_to_
 @pytest.fixture(scope='module')
 def teacher_ckpt(tmp_path_factory, repo_root):
     torch.manual_seed(0)
-    teacher = randomise_bn(build_frozen_segmentor(osp.join(repo_root, TEACHER)))
+    teacher = randomise_bn(build_frozen_segmentor(osp.join(repo_root, TEACHER), allow_random_teacher=True))
     path = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
     torch.save(dict(state_dict=teacher.state_dict()), path)
     return path

@@ -2,7 +2,7 @@
 # per GPU (the DFSS configs set train_dataloader.batch_size=24); log_processor.by_epoch=True
 # goes in the config (default_runtime.py defines log_processor). lr 0.1, momentum
 # 0.9, weight decay 5e-4 are DFAD's student settings (the paper gives none).
-# With fewer GPUs keep 192 in total or scale the lr: --auto-scale-lr uses
+# With fewer GPUs keep 192 in total or scale the lr: --cfg-options auto_scale_lr.enable=True uses
 # auto_scale_lr.base_batch_size.
 optimizer = dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4)
 optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
