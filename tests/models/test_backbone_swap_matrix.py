@@ -184,10 +184,10 @@ def test_pair_distils_two_iterations(teacher_name, student_name, zoo):
     model.init_weights()
     model = revert_sync_batchnorm(model)  # as MMEngine's Runner does without DDP
     assert not model.student.with_auxiliary_head
-    teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in model.student.state_dict().items()}
     wrapper = OptimWrapper(torch.optim.SGD(model.student.parameters(), lr=0.01, momentum=0.9))
-    model.train()
+    model.train()  # loads the teacher checkpoint (training starts)
+    teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
     # every student parameter gets a gradient: under DDP nothing is left waiting
     model.loss(**model.data_preprocessor(batch(9), True))['loss_wdpd'].backward()
     unused = [n for n, p in model.student.named_parameters()
