@@ -20,7 +20,7 @@ read -r -a EXTRA_SRUN <<< "${SRUN_ARGS:-}"
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 set -x
-PYTHONPATH="$DIR/..":${PYTHONPATH:-} \
+PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
 exec srun -p "$PARTITION" \
     --job-name="$JOB_NAME" \
     --gres=gpu:"$GPUS_PER_NODE" \

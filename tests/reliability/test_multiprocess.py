@@ -31,7 +31,7 @@ def dist_env(**extra):
     return env
 
 
-def dist_train(repo_root, config, work, options, gpus=2, env=None, log=None):
+def start_dist_train(repo_root, config, work, options, gpus=2, env=None, log=None):
     """Starts tools/dist_train.sh; its output goes to ``log`` (a file: two nodes'
     pipes could fill up while one waits for the other)."""
     log = log or work + '.log'
@@ -43,6 +43,19 @@ def dist_train(repo_root, config, work, options, gpus=2, env=None, log=None):
             env=env or dist_env(), stdout=f, stderr=subprocess.STDOUT)
     proc.log = log
     return proc
+
+
+def dist_train(repo_root, config, work, options, timeout=400):
+    """`bash tools/dist_train.sh CONFIG 2` to the end: a CompletedProcess (its stdout
+    holds the output of both ranks, stderr is empty)."""
+    proc = start_dist_train(repo_root, config, work, options)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with open(proc.log) as f:
+        return subprocess.CompletedProcess(proc.args, proc.returncode, f.read(), '')
 
 
 def finish(proc, timeout=400):
@@ -86,8 +99,10 @@ def probe_config(tmp_path_factory, cpu_dfss_config):
 def ddp_run(tmp_path_factory, synthetic_root, teacher_ckpt, probe_config, repo_root):
     """`bash tools/dist_train.sh CONFIG 2`: 4 iterations, checkpoints at 2 and 4."""
     work = str(tmp_path_factory.mktemp('ddp') / 'work')
-    out = finish(dist_train(repo_root, probe_config, work,
-                            tiny_options(synthetic_root, teacher_ckpt, work, max_iters=ITERS)))
+    proc = dist_train(repo_root, probe_config, work,
+                      tiny_options(synthetic_root, teacher_ckpt, work, max_iters=ITERS))
+    out = proc.stdout
+    assert proc.returncode == 0, out[-4000:]
     return work, out
 
 
@@ -122,9 +137,10 @@ def test_resume_on_two_nodes_continues_the_run(tmp_path, ddp_run, synthetic_root
         f'load_from={ref_work}/iter_2.pth',
         f'train_dataloader.dataset.cache_dir={ref_work}/ads_cache']  # no rescoring
     port = str(free_port())
-    nodes = [dist_train(repo_root, probe_config, work, opts + ['--resume'], gpus=1,
-                        env=dist_env(NNODES='2', NODE_RANK=str(r), MASTER_ADDR='127.0.0.1',
-                                     PORT=port), log=str(tmp_path / f'node{r}.log'))
+    nodes = [start_dist_train(repo_root, probe_config, work, opts + ['--resume'], gpus=1,
+                              env=dist_env(NNODES='2', NODE_RANK=str(r),
+                                           MASTER_ADDR='127.0.0.1', PORT=port),
+                              log=str(tmp_path / f'node{r}.log'))
              for r in (0, 1)]
     out = ''.join(finish(p) for p in nodes)
     ranks = probes(work)
