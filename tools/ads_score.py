@@ -29,6 +29,8 @@ from mmengine.dist import get_dist_info, init_dist, is_main_process
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
+from mmseg_dfss.utils.mmseg_tools import init_cpu_dist
+
 STRATEGIES = ('ads', 'random', 'confidence')
 GALLERY_N = 8
 
@@ -165,13 +167,12 @@ def plot_mix(mixes, out_dir):
 
 
 def setup_dist(launcher):
-    """MMEngine's ``init_dist`` (NCCL on GPUs). On a CPU-only torch its pytorch
-    launcher calls ``torch.cuda.set_device`` and fails, so torchrun's env:// is
-    used with gloo directly."""
-    if torch.cuda.is_available() or launcher != 'pytorch':
-        init_dist(launcher, backend='nccl' if torch.cuda.is_available() else 'gloo')
+    """MMEngine's ``init_dist`` (NCCL) on GPUs; gloo on a CPU-only torch, whose
+    launchers would call ``torch.cuda.set_device`` (see ``init_cpu_dist``)."""
+    if torch.cuda.is_available():
+        init_dist(launcher, backend='nccl')
     else:
-        torch.distributed.init_process_group(backend='gloo')
+        init_cpu_dist(launcher)
 
 
 def main():

@@ -114,17 +114,6 @@ def select_lowest(scores, num_samples):
     return finite[order[:num_samples]]
 
 
-def _digest_state(model):
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f'{name}|{t.dtype}|{tuple(t.shape)}|'.encode())
-        if t.dtype == torch.bfloat16:
-            t = t.float()
-        h.update(memoryview(t.numpy()).cast('B'))  # no copy of the weights
-    return h.hexdigest()
-
-
 def _jsonable(obj):
     return json.loads(json.dumps(obj, sort_keys=True, default=repr))
 
@@ -415,7 +404,7 @@ class PoolScorer:
             parts['seed'] = self.seed
         else:
             parts['teacher_config'] = _jsonable(load_model_config(self.teacher_cfg).to_dict())
-            parts['teacher_weights'] = _digest_state(model)
+            parts['teacher_weights'] = self.teacher_record['weights_digest']  # of model
         if self.strategy == 'ads':
             parts['layers'] = layers
         return parts

@@ -109,6 +109,27 @@ def test_two_process_gloo_run_equals_one_process(setup, single_run, repo_root):
         assert float(a[2]) == pytest.approx(float(b[2]), rel=1e-6)
 
 
+def test_slurm_launcher_runs_on_a_cpu_only_torch(setup, single_run, repo_root, tmp_path):
+    """``--launcher slurm`` as one Slurm task (the variables srun sets, a stand-in
+    ``scontrol``): MMEngine's slurm launcher minus its CUDA call, same CSV."""
+    root, cfg = setup
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'scontrol').write_text('#!/usr/bin/env bash\necho 127.0.0.1\n')
+    (bin_dir / 'scontrol').chmod(0o755)
+    out = tmp_path / 'slurm.csv'
+    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1',
+               PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', SLURM_PROCID='0',
+               SLURM_NTASKS='1', SLURM_LOCALID='0', SLURM_NODELIST='node1',
+               MASTER_PORT=str(_free_port()))
+    proc = subprocess.run(
+        [sys.executable, osp.join(repo_root, 'tools/ads_score.py'), cfg, '--launcher', 'slurm',
+         '--out', str(out)], cwd=repo_root, env=env, capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert read_csv(out) == read_csv(single_run[0])
+
+
 def test_csv_rows_for_unreadable_and_non_finite_images(tmp_path, repo_root):
     import importlib.util
     from types import SimpleNamespace
