@@ -223,6 +223,7 @@ def main():
                           ', '.join(f'{k}={v}' for k, v in sorted(m.items())))
             print(f'plots: {", ".join(osp.join(args.plot, w) for w in written)}')
     if get_dist_info()[1] > 1:
+        torch.distributed.barrier()  # rank 0 may still be writing; tear down together
         torch.distributed.destroy_process_group()
 
 

@@ -80,6 +80,13 @@ def run_mmseg_tool(name, argv=None):
     sys.argv = [path] + argv
     try:
         runpy.run_path(path, run_name='__main__')
-    finally:
+    except BaseException:
         if cpu_dist and dist.is_initialized():
             dist.destroy_process_group()
+        raise
+    if cpu_dist and dist.is_initialized():
+        # a rank that tears gloo down while another still runs its last hooks (rank 0
+        # exports the student) was seen to abort ("terminate called without an active
+        # exception"); the launcher kills the waiting ranks if one fails instead
+        dist.barrier()
+        dist.destroy_process_group()
