@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint
 from reliability_utils import tiny_options
-from test_multiprocess import dist_train, finish
+from test_multiprocess import dist_train
 
 STUDENT_WITH_AUX = 'configs/synthetic/deeplabv3_mbv2-tiny_synthetic.py'
 
@@ -38,9 +38,11 @@ def test_student_with_auxiliary_head_trains_under_ddp(tmp_path, synthetic_root, 
     """Before the head was dropped, iteration 2 died with "Expected to have finished
     reduction in the prior iteration" (the head got no gradient)."""
     work = str(tmp_path / 'work')
-    finish(dist_train(repo_root, aux_student_config, work,
+    proc = dist_train(repo_root, aux_student_config, work,
                       tiny_options(synthetic_root, teacher_ckpt, work, max_iters=3,
-                                   ckpt_interval=3)))
+                                   ckpt_interval=3))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
     ckpt = _load_checkpoint(osp.join(work, 'iter_3.pth'), map_location='cpu')
     assert ckpt['meta']['iter'] == 3
     assert not [k for k in ckpt['state_dict'] if k.startswith('student.auxiliary_head.')]
