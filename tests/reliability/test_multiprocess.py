@@ -45,27 +45,27 @@ def start_dist_train(repo_root, config, work, options, gpus=2, env=None, log=Non
     return proc
 
 
+def _wait(proc, timeout):
+    """Waits for a started launch (killed after ``timeout`` s); returns its output."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with open(proc.log) as f:
+        return f.read()
+
+
 def dist_train(repo_root, config, work, options, timeout=400):
     """`bash tools/dist_train.sh CONFIG 2` to the end: a CompletedProcess (its stdout
     holds the output of both ranks, stderr is empty)."""
     proc = start_dist_train(repo_root, config, work, options)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    with open(proc.log) as f:
-        return subprocess.CompletedProcess(proc.args, proc.returncode, f.read(), '')
+    out = _wait(proc, timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, '')
 
 
 def finish(proc, timeout=400):
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    with open(proc.log) as f:
-        out = f.read()
+    out = _wait(proc, timeout)
     assert proc.returncode == 0, out[-4000:]
     return out
 
