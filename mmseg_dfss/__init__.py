@@ -1,14 +1,21 @@
 """mmseg-dfss: DFSS data-free distillation for semantic segmentation (MMSeg 1.x plugin).
 
-Importing the package registers every component in the mmseg registries
-(DATASETS, MODELS, HOOKS, TRANSFORMS) and allow-lists MMEngine's checkpoint types
-for ``torch.load`` (see :mod:`mmseg_dfss.core.safe_load`).
+Importing the package checks that one supported OpenMMLab line is installed
+(:mod:`mmseg_dfss.utils.stack`), lets ``mmseg::`` config bases resolve on it, registers
+every component in the mmseg registries (DATASETS, MODELS, HOOKS, TRANSFORMS) and
+allow-lists MMEngine's checkpoint types for ``torch.load`` (see
+:mod:`mmseg_dfss.core.safe_load`).
 """
-from .core import register_checkpoint_safe_globals
-from .version import __version__
+from .utils.stack import check_stack, map_mmseg_scope
+
+STACK = check_stack()
+map_mmseg_scope(STACK)
+
+from .core import register_checkpoint_safe_globals  # noqa: E402
+from .version import __version__  # noqa: E402
 
 register_checkpoint_safe_globals()
 
 from . import datasets, engine, models  # noqa: E402,F401  (registration)
 
-__all__ = ['__version__']
+__all__ = ['__version__', 'STACK']
