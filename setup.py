@@ -1,39 +1,45 @@
-"""mmseg-dfss: DFSS data-free distillation for semantic segmentation (MMSeg 1.x plugin)."""
+"""mmseg-dfss: DFSS data-free distillation for semantic segmentation (MMSeg 1.x plugin).
+
+The OpenMMLab stack comes from one of two extras, never both in one environment (they
+share the import names mmengine/mmcv/mmseg): ``maintained`` (default: onedl-mmengine,
+onedl-mmcv, onedl-mmsegmentation) or ``legacy`` (OpenMMLab's 1.2 line; its mmcv must be
+compiled with ops, which ``DFSS_STACK=1.2 bash scripts/setup_env.sh`` does first).
+"""
 from setuptools import find_packages, setup
 
 
-def read_version():
+def read_module(path):
     scope = {}
-    with open('mmseg_dfss/version.py') as f:
+    with open(path) as f:
         exec(f.read(), scope)
-    return scope['__version__']
+    return scope
 
+
+STACKS = read_module('mmseg_dfss/utils/stack.py')['REQUIREMENTS']
 
 setup(
     name='mmseg-dfss',
-    version=read_version(),
+    version=read_module('mmseg_dfss/version.py')['__version__'],
     description='DFSS: distribution-guided data-free distillation for semantic '
     'segmentation, as an MMSegmentation 1.x plugin',
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmseg_dfss', 'mmseg_dfss.*']),
-    python_requires='>=3.8',
+    python_requires='>=3.10',
     install_requires=[
-        'torch>=1.8',
-        'mmengine>=0.10.0,<0.11.0',
-        # compiled, with ops: mmseg 1.2 imports mmcv.ops (mmcv-lite is not enough)
-        'mmcv>=2.0.0rc4,<2.2.0',
-        'mmsegmentation>=1.2.0,<1.3.0',
+        'torch>=2.1',
         # mmseg.utils imports its CLIP tokenizer, which needs these two
         'ftfy',
         'regex',
-        'pycocotools',
         'numpy',
         'Pillow',
         'tqdm',
     ],
     extras_require={
-        'tests': ['pytest', 'pytest-timeout', 'h5py'],
+        'maintained': STACKS['maintained'],
+        'legacy': STACKS['1.2'],
+        'deploy': ['onnx', 'onnxruntime'],
+        'tests': ['pytest', 'pytest-timeout', 'h5py', 'onnx', 'onnxruntime'],
         'plots': ['matplotlib', 'scikit-learn'],
         # the official NYUv2 labelled .mat is MATLAB v7.3 (HDF5)
         'convert': ['h5py'],
