@@ -40,7 +40,7 @@ PURE_DEPS=(addict yapf platformdirs termcolor rich markdown-it-py mdurl pygments
 # small compiled requirements, fetched for the target's Python (0.8 MiB each)
 SMALL_BINARY=(pyyaml regex)
 # modules the benchmarks import that are not packed by default -> pip name
-NEEDED_ON_BOX="torch:torch numpy:numpy cv2:opencv-python-headless scipy:scipy PIL:pillow"
+NEEDED_ON_BOX="numpy:numpy cv2:opencv-python-headless scipy:scipy PIL:pillow"
 
 T_START=$(date +%s.%N)
 log() { echo "[offline_gpu] $*"; }
@@ -179,9 +179,13 @@ check_imports() {
   "$VENV/bin/python" - "$NEEDED_ON_BOX" "$DEVICE" <<'EOF'
 import importlib, sys
 needed, device = sys.argv[1].split(), sys.argv[2]
+try:
+    import torch  # noqa: F401
+except ImportError:
+    sys.exit(f'[offline_gpu] error: {sys.executable} has no torch: set PYTHON to the '
+             "box's Python that holds its CUDA torch")
 missing = []
-for pair in needed + ['yaml:pyyaml', 'regex:regex', 'mmengine:onedl-mmengine',
-                      'mmcv:onedl-mmcv', 'mmseg:onedl-mmsegmentation']:
+for pair in needed + ['yaml:pyyaml', 'regex:regex']:
     mod, pip_name = pair.split(':')
     try:
         importlib.import_module(mod)
@@ -224,6 +228,8 @@ cmd_run() {
   # offline: only the packed wheels, whatever pip configuration the box has
   while IFS= read -r var; do unset "$var"; done < <(env | grep -o '^PIP_[A-Z_]*' || true)
   export PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+  "$PYTHON" -c 'import torch' 2>/dev/null ||
+    die "$PYTHON has no torch: set PYTHON to the box's Python that holds its CUDA torch"
   log "device $DEVICE, Python $("$PYTHON" -c 'import sys; print(sys.executable)'), venv $VENV"
   phase "virtualenv over the installed torch" make_venv
   phase "offline install" install_offline
