@@ -130,6 +130,9 @@ def main():
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = p.parse_args()
+    from mmengine.logging import MMLogger
+    # warnings only: init_weights would log hundreds of per-parameter INFO lines
+    MMLogger.get_instance('mmengine', log_level='WARNING')
 
     distiller, d_opt, student, s_opt, teacher = build(args.config, args.device)
     num_classes = distiller.student.decode_head.num_classes

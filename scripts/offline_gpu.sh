@@ -31,8 +31,17 @@ OFFLINE=${DFSS_OFFLINE_DIR:-$REPO/offline}
 WHEELS=$OFFLINE/wheels
 PYTHON=${PYTHON:-python3}
 
-# the maintained line as tested (README, "Set-up"); the project is built from this tree
-STACK=(onedl-mmengine==0.10.12 onedl-mmcv==2.3.6 onedl-mmsegmentation==1.4.2)
+# the maintained line's onedl-* requirements as mmseg_dfss/utils/stack.py declares them
+# (REQUIREMENTS, which setup.py's extras use), else the versions tested; the project
+# itself is built from this tree
+read_stack() {
+  (cd "$REPO" && "$PYTHON" -c "
+scope = {}
+exec(open('mmseg_dfss/utils/stack.py').read(), scope)
+specs = scope.get('REQUIREMENTS', {}).get(scope.get('MAINTAINED', 'maintained')) or [
+    'onedl-mmengine==0.10.12', 'onedl-mmcv==2.3.6', 'onedl-mmsegmentation==1.4.2']
+print(' '.join(s for s in specs if s.startswith('onedl-')))")
+}
 # their pure-Python requirements (and this project's) that a torch image may lack;
 # `run` installs only those the box does not have already
 PURE_DEPS=(addict yapf platformdirs termcolor rich markdown-it-py mdurl pygments
@@ -100,6 +109,8 @@ EOF
 }
 cmd_pack() {
   TARGET_PY=${DFSS_OFFLINE_PYTHON:-3.12}
+  read -r -a STACK <<<"$(read_stack)" && [ ${#STACK[@]} -eq 3 ] ||
+    die "could not read the maintained line's requirements from mmseg_dfss/utils/stack.py"
   log "packing for Python $TARGET_PY into $WHEELS (pip of $("$PYTHON" -c 'import sys; print(sys.executable)'))"
   rm -rf "$WHEELS"
   mkdir -p "$WHEELS"
@@ -170,7 +181,8 @@ for whl in sorted(pathlib.Path(sys.argv[1]).glob('*.whl')):
         print(whl)
 EOF
   )
-  "$vpy" -m pip install -q --no-index --no-deps --find-links "$WHEELS" \
+  # --force-reinstall: a venv reused after a new pack gets the new wheels (same versions)
+  "$vpy" -m pip install -q --no-index --no-deps --find-links "$WHEELS" --force-reinstall \
     "${wanted[@]}" ${missing[@]+"${missing[@]}"}
   log "installed ${#wanted[@]} stack/project wheels and ${#missing[@]} requirements the box lacked:" \
     "$(for f in ${missing[@]+"${missing[@]}"}; do basename "$f" | cut -d- -f1; done | tr '\n' ' ')"
@@ -209,10 +221,18 @@ if torch.cuda.is_available():
 EOF
 }
 bench() {
-  local script=$1
+  local script=$1 log
   shift
-  (cd "$REPO" && PYTHONUNBUFFERED=1 timeout "${DFSS_BENCH_TIMEOUT:-240}" \
-    "$VENV/bin/python" "$script" --device "$DEVICE" "$@")
+  log=$OFFLINE/logs/$(basename "$script" .py).log
+  mkdir -p "$OFFLINE/logs"
+  (cd "$REPO" && set -o pipefail && PYTHONUNBUFFERED=1 timeout "${DFSS_BENCH_TIMEOUT:-240}" \
+    "$VENV/bin/python" "$script" --device "$DEVICE" "$@" 2>&1 | tee "$log")
+}
+summary() {
+  # the figures of both benchmarks together, after their logs
+  log "results ($OFFLINE/logs):"
+  grep -hE '^\[(speed|memory)\]|^(config|distill|bound|ratio)' \
+    "$OFFLINE"/logs/ads_throughput.log "$OFFLINE"/logs/distill_step.log || true
 }
 cmd_run() {
   DEVICE=${DFSS_DEVICE:-cuda}
@@ -238,6 +258,7 @@ cmd_run() {
   phase "benchmarks/ads_throughput.py $ADS_ARGS" bench benchmarks/ads_throughput.py $ADS_ARGS
   # shellcheck disable=SC2086
   phase "benchmarks/distill_step.py $DISTILL_ARGS" bench benchmarks/distill_step.py $DISTILL_ARGS
+  summary
   total
 }
 
