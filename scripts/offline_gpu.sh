@@ -22,7 +22,8 @@
 #   PYTHON                 the box's Python that holds torch (default python3)
 #   DFSS_DEVICE            cuda (default) or cpu
 #   DFSS_ADS_ARGS, DFSS_DISTILL_ARGS  benchmark arguments (defaults below, per device)
-#   DFSS_OFFLINE_VENV      the virtualenv to create (default offline/venv)
+#   DFSS_OFFLINE_VENV      the virtualenv to create (default ${TMPDIR:-/tmp}/mmseg-dfss-offline-venv,
+#                          outside the tree, so that offline/ stays the wheels alone)
 #   DFSS_BENCH_TIMEOUT     seconds per benchmark before it is stopped (default 240)
 set -euo pipefail
 
@@ -236,7 +237,7 @@ summary() {
 }
 cmd_run() {
   DEVICE=${DFSS_DEVICE:-cuda}
-  VENV=${DFSS_OFFLINE_VENV:-$OFFLINE/venv}
+  VENV=${DFSS_OFFLINE_VENV:-${TMPDIR:-/tmp}/mmseg-dfss-offline-venv}
   if [[ $DEVICE == cuda* ]]; then
     ADS_ARGS=${DFSS_ADS_ARGS:---num-images 256 --batch-size 16 --rounds 2}
     DISTILL_ARGS=${DFSS_DISTILL_ARGS:---batch-size 24 --repeats 20}  # the paper's batch per GPU

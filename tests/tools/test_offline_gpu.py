@@ -14,7 +14,7 @@ SCRIPT = osp.join(REPO, 'scripts', 'offline_gpu.sh')
 
 def run_offline(tmp_path, python):
     env = dict(os.environ, PYTHON=str(python), DFSS_OFFLINE_DIR=str(tmp_path / 'offline'),
-               DFSS_DEVICE='cpu')
+               DFSS_OFFLINE_VENV=str(tmp_path / 'venv'), DFSS_DEVICE='cpu')
     return subprocess.run(['bash', SCRIPT, 'run'], capture_output=True, text=True, env=env,
                           timeout=120)
 
@@ -24,7 +24,7 @@ def test_run_without_packed_wheels_says_to_pack(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f'{tmp_path}/offline/wheels missing' in proc.stderr
     assert "run 'bash scripts/offline_gpu.sh pack' where PyPI is reachable" in proc.stderr
-    assert not (tmp_path / 'offline' / 'venv').exists()
+    assert not (tmp_path / 'venv').exists()
 
 
 def test_run_names_a_python_without_torch_before_building_anything(tmp_path):
@@ -36,7 +36,7 @@ def test_run_names_a_python_without_torch_before_building_anything(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert (f"{no_torch} has no torch: set PYTHON to the box's Python that holds its CUDA "
             'torch') in proc.stderr
-    assert not (tmp_path / 'offline' / 'venv').exists()
+    assert not (tmp_path / 'venv').exists()
 
 
 def test_distill_step_counts_indexed_cuda_devices_as_cuda():
