@@ -12,8 +12,10 @@ DeepLabV3-R50-D8 -> DeepLabV3-MobileNetV2, random init, teacher_checkpoint=None)
     ``train_step`` (cross-entropy on labels, SGD step) on the same batch, i.e. what
     any distillation has to pay. Prints median seconds per iteration of each and
     the ratio a/b (target <= 1.10); (a) and (b) alternate, so drift hits both.
-Peak memory: CUDA: ``max_memory_allocated`` per method; CPU: each method runs 2
-iterations in a forked child, which reports its peak RSS growth.
+Peak memory: CUDA (``--device cuda`` or ``cuda:N``): ``max_memory_allocated``
+growth per method; CPU: each method runs 2 iterations in a forked child, which
+reports its peak RSS growth. The batch is built on the CPU and moved by the
+models' data preprocessors, as in training.
 """
 import argparse
 import copy
@@ -83,20 +85,25 @@ def make_steps(distiller, d_opt, student, s_opt, teacher):
     return dict(distill=distill, bound=bound)
 
 
+def is_cuda(device):
+    """True for 'cuda', 'cuda:1', torch.device('cuda', 0), ..."""
+    return torch.device(device).type == 'cuda'
+
+
 def sync(device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
+    if is_cuda(device):
+        torch.cuda.synchronize(device)  # kernels are asynchronous: time them to the end
 
 
 def peak_memory(step, data, device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+    if is_cuda(device):  # never fork a process that holds a CUDA context
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
         for _ in range(2):
             step(data)
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: peak RSS growth of 2 iterations
@@ -123,6 +130,9 @@ def main():
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = p.parse_args()
+    from mmengine.logging import MMLogger
+    # warnings only: init_weights would log hundreds of per-parameter INFO lines
+    MMLogger.get_instance('mmengine', log_level='WARNING')
 
     distiller, d_opt, student, s_opt, teacher = build(args.config, args.device)
     num_classes = distiller.student.decode_head.num_classes
