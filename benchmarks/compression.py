@@ -40,8 +40,13 @@ def rss_mib():
 
 
 def peak_rss_mib():
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    """VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's over
+    fork + exec)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError('no VmHWM in /proc/self/status (Linux only)')
 
 
 def role_config(dfss_config, role):
@@ -143,6 +148,10 @@ def run_worker(args, role, runtime, onnx_file):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def fmt_ms(seconds):
+    return f'{seconds * 1e3:,.0f} ms' if seconds >= 0.1 else f'{seconds * 1e3:.3g} ms'
+
+
 def fmt_ratio(a, b):
     return f'{a / b:.1f}x' if b else '-'
 
@@ -200,7 +209,7 @@ def main():
             continue
         for i, lat in enumerate(tr['latency_s']):
             name = f'{runtime} latency, {threads[i]} thread{"s" if threads[i] > 1 else ""}'
-            print(f'| {name} | {lat * 1e3:.3g} ms | {sr["latency_s"][i] * 1e3:.3g} ms | '
+            print(f'| {name} | {fmt_ms(lat)} | {fmt_ms(sr["latency_s"][i])} | '
                   f'{fmt_ratio(lat, sr["latency_s"][i])} |')
         print(f'| {runtime} peak memory | {tr["peak_mib"]:.0f} MiB | {sr["peak_mib"]:.0f} MiB | '
               f'{fmt_ratio(tr["peak_mib"], sr["peak_mib"])} |')

@@ -145,6 +145,7 @@ def build_exportable(config, checkpoint=None):
         (wrapper, segmentor, Config)
     """
     from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
@@ -163,7 +164,8 @@ def build_exportable(config, checkpoint=None):
     if isinstance(backbone, dict) and (backbone.get('init_cfg') or {}).get('type') == 'Pretrained':
         backbone.pop('init_cfg')
     model_cfg = drop_auxiliary_head(model_cfg, notice=False)  # never run at inference
-    segmentor = revert_sync_batchnorm(MODELS.build(model_cfg))
+    with DefaultScope.overwrite_default_scope('mmseg'):  # its data_preprocessor too
+        segmentor = revert_sync_batchnorm(MODELS.build(model_cfg))
     if not hasattr(segmentor, 'encode_decode'):
         raise TypeError(f'ONNX export: {type(segmentor).__name__} has no encode_decode '
                         '(an MMSeg EncoderDecoder-like segmentor is needed)')
