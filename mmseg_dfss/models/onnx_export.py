@@ -368,7 +368,11 @@ def check_parity(segmentor, onnx_file, image, atol=PARITY_ATOL):
     """
     import numpy as np
     sess = ort_session(onnx_file)
-    ort_out = sess.run(None, {sess.get_inputs()[0].name: image.numpy().astype(np.float32)})[0]
+    try:
+        ort_out = sess.run(None, {sess.get_inputs()[0].name: image.numpy().astype(np.float32)})[0]
+    except Exception as e:  # noqa: BLE001  onnxruntime's own error types
+        raise OnnxParityError(f'onnxruntime cannot run {onnx_file} on a {tuple(image.shape)} '
+                              f'input: {_first_line(e)}') from e
     ref = mmseg_seg_logits(segmentor, image).numpy()
     if ort_out.shape != ref.shape:
         raise OnnxParityError(f'{onnx_file}: onnxruntime gives {ort_out.shape}, test_step '

@@ -38,6 +38,7 @@ def student(tmp_path_factory, repo_root):
     return tmp, osp.join(repo_root, STUDENT), ckpt
 
 
+@pytest.mark.slow  # a tool run, > 10 s
 def test_dynamic_export_checks_two_sizes(student, tool):
     tmp, config, ckpt = student
     out = str(tmp / 'student.onnx')
@@ -56,6 +57,7 @@ def test_dynamic_export_checks_two_sizes(student, tool):
     np.testing.assert_allclose(got, ref, atol=1e-3)
 
 
+@pytest.mark.slow  # a tool run, > 10 s
 def test_unexportable_module_exits_2_naming_it(student, tool, repo_root):
     tmp, config, ckpt = student
     (tmp / 'fft_neck.py').write_text(NECK)
