@@ -87,12 +87,16 @@ def test_dynamic_export_runs_at_two_sizes(student_ckpt, tmp_path):
 
 
 def test_parity_check_fails_on_other_weights(student_ckpt, tmp_path):
-    """The check compares with the checkpoint's model: other weights exceed 1e-3."""
+    """The check compares with the checkpoint's model: other weights exceed 1e-3; an
+    input the graph cannot take fails the check too."""
     cfg, ckpt = student_ckpt('DeepLabV3-MobileNetV2')
     out = str(tmp_path / 'a.onnx')
     wrapper, segmentor, _ = build_exportable(cfg, ckpt)
     export_onnx(wrapper, out, (32, 32))
     check_parity(segmentor, out, random_image((32, 32)))
+    # a static graph at another size: onnxruntime's refusal is a parity failure (exit 1)
+    with pytest.raises(OnnxParityError, match=r'onnxruntime cannot run .* \(1, 3, 48, 32\)'):
+        check_parity(segmentor, out, random_image((48, 32)))
     with torch.no_grad():
         segmentor.decode_head.conv_seg.bias.add_(0.01)
     with pytest.raises(OnnxParityError, match=r'max \|onnxruntime - test_step\| = 0.01'):
