@@ -43,6 +43,8 @@ setup(
         'plots': ['matplotlib', 'scikit-learn'],
         # the official NYUv2 labelled .mat is MATLAB v7.3 (HDF5)
         'convert': ['h5py'],
+        # ONNX export of the student (tools/export_onnx.py) and its parity check
+        'deploy': ['onnx', 'onnxruntime'],
     },
     license='Apache License 2.0',
     zip_safe=False,
