@@ -38,13 +38,12 @@ setup(
     extras_require={
         'maintained': STACKS['maintained'],
         'legacy': STACKS['1.2'],
+        # ONNX export of the student (tools/export_onnx.py) and its parity check
         'deploy': ['onnx', 'onnxruntime'],
         'tests': ['pytest', 'pytest-timeout', 'h5py', 'onnx', 'onnxruntime'],
         'plots': ['matplotlib', 'scikit-learn'],
         # the official NYUv2 labelled .mat is MATLAB v7.3 (HDF5)
         'convert': ['h5py'],
-        # ONNX export of the student (tools/export_onnx.py) and its parity check
-        'deploy': ['onnx', 'onnxruntime'],
     },
     license='Apache License 2.0',
     zip_safe=False,
