@@ -1,4 +1,5 @@
 from .ads_dataset import ADSDataset
+from .ads_held_out import ADSHeldOutDataset
 from .camvid import CamVidDataset
 from .coco_pool import COCOPoolDataset
 from .nyuv2 import NYUv2Dataset
@@ -9,4 +10,4 @@ from .unlabeled_image import UnlabeledImageDataset
 
 __all__ = ['SyntheticScenesDataset', 'SyntheticPoolDataset', 'UnlabeledImageDataset',
            'NYUv2Dataset', 'CamVidDataset', 'COCOPoolDataset', 'ADSDataset',
-           'TeacherLabeledDataset']
+           'TeacherLabeledDataset', 'ADSHeldOutDataset']
