@@ -25,10 +25,9 @@ from mmengine.utils import ProgressBar
 from PIL import Image
 
 import mmseg_dfss  # noqa: F401  (registers the plugin)
-from mmseg_dfss.core.teacher import build_segmentor, checkpoint_state_dict, freeze
 from mmseg_dfss.datasets.teacher_labeled import AGREEMENT_NOTE
-from mmseg_dfss.models.student_export import student_config
-from mmseg_dfss.utils.label_free import DEFAULT_NUM_IMAGES, teacher_labeled_dataset
+from mmseg_dfss.utils.label_free import (DEFAULT_NUM_IMAGES, load_student,
+                                         teacher_labeled_dataset)
 
 
 def parse_args():
@@ -47,22 +46,6 @@ def parse_args():
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--allow-random-teacher', action='store_true', help=argparse.SUPPRESS)
     return p.parse_args()
-
-
-def load_student(cfg, checkpoint, device):
-    """The student of the DFSS config with the checkpoint's weights: a distiller's
-    ``student.*`` keys, or an exported student's own; strict."""
-    model = build_segmentor(student_config(cfg).model)
-    state = checkpoint_state_dict(checkpoint, 'student checkpoint')
-    if any(k.startswith('student.') for k in state):
-        state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
-    own = model.state_dict()
-    missing, unexpected = set(own) - set(state), set(state) - set(own)
-    if missing or unexpected:
-        raise KeyError(f'checkpoint {checkpoint!r} does not match the student of the config: '
-                       f'missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}')
-    model.load_state_dict(state, strict=True)
-    return freeze(model).to(device)
 
 
 def colorize(label, palette):

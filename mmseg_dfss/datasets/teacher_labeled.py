@@ -278,7 +278,8 @@ class TeacherLabeledDataset(BaseSegDataset):
             seen = all_gather_object(mine)
             bad = [r for r, s in enumerate(seen) if s != seen[0]]
             if bad:
-                what = 'teacher/label setup' if seen[bad[0]][0] != fp else 'images (paths or file stamps)'
+                what = ('teacher/label setup' if seen[bad[0]][0] != fp else
+                        'images (paths or file stamps)')
                 raise SetupMismatchError(
                     f'TeacherLabeledDataset: rank {bad[0]} and rank 0 see different '
                     f'{what}; all ranks must label the same images with the same teacher')

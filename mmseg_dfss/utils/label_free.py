@@ -161,5 +161,23 @@ def teacher_labeled_dataset(cfg, images, checkpoint=None, num_images=DEFAULT_NUM
     return ds
 
 
+def load_student(cfg, checkpoint, device):
+    """The student of the DFSS config with the checkpoint's weights: a distiller's
+    ``student.*`` keys, or an exported student's own; strict."""
+    from ..core.teacher import build_segmentor, checkpoint_state_dict, freeze
+    from ..models.student_export import student_config
+    model = build_segmentor(student_config(cfg).model)
+    state = checkpoint_state_dict(checkpoint, 'student checkpoint')
+    if any(k.startswith('student.') for k in state):
+        state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+    own = model.state_dict()
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    if missing or unexpected:
+        raise KeyError(f'checkpoint {checkpoint!r} does not match the student of the config: '
+                       f'missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}')
+    model.load_state_dict(state, strict=True)
+    return freeze(model).to(device)
+
+
 __all__ = ['label_free_config_text', 'write_label_free_config', 'teacher_of', 'image_source',
-           'teacher_labeled_dataset']
+           'teacher_labeled_dataset', 'load_student']

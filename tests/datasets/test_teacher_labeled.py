@@ -156,8 +156,12 @@ def test_unreadable_images_are_counted_and_skipped(images, teacher_ckpt, tmp_pat
     ds = build(images, teacher_ckpt, tmp_path / 'cache', repo_root, max_unreadable=0.2)
     assert len(ds) == NUM_IMAGES and ds.num_unreadable == 1
     assert list(ds.unreadable) == [osp.join(images, 'zz_broken.png')]
+    before = stats(glob.glob(osp.join(ds.label_dir, '*')))
+    assert len(before) == NUM_IMAGES + 2  # labels, the unreadable image's note, meta.json
     again = build(images, teacher_ckpt, tmp_path / 'cache', repo_root, max_unreadable=0.2)
-    assert again.labelled_here == [] and again.num_unreadable == 1  # remembered
+    assert again.labelled_here == [] and again.num_unreadable == 1
+    # remembered: the bad file is not tried again, nothing in the cache is rewritten
+    assert stats(glob.glob(osp.join(ds.label_dir, '*'))) == before
     with pytest.raises(RuntimeError, match=r'unreadable - wrong data_root\?'):
         build(images, teacher_ckpt, tmp_path / 'cache2', repo_root, max_unreadable=0.1)
 

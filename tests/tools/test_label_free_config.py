@@ -11,7 +11,8 @@ from mmengine.config import Config
 from mmseg_dfss.utils.label_free import label_free_config_text
 
 RECIPES = {
-    'deeplabv3_r50_to_mbv2_cityscapes_label-free.py': ('../dfss/deeplabv3_r50_to_mbv2_cityscapes.py', 500),
+    'deeplabv3_r50_to_mbv2_cityscapes_label-free.py':
+        ('../dfss/deeplabv3_r50_to_mbv2_cityscapes.py', 500),
     'deeplabv3_r50_to_mbv2_ade20k_label-free.py': ('../dfss/deeplabv3_r50_to_mbv2_ade20k.py', 500),
     'deeplabv3_r50_to_mbv2_nyuv2_label-free.py': ('../dfss/deeplabv3_r50_to_mbv2_nyuv2.py', 500),
     'deeplabv3_r50_to_mbv2_camvid_label-free.py': ('../dfss/deeplabv3_r50_to_mbv2_camvid.py', 500),
