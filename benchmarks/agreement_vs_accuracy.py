@@ -3,10 +3,10 @@
     OMP_NUM_THREADS=1 python benchmarks/agreement_vs_accuracy.py \
         [--demo-dir work_dirs/demo] [--num-pool 300] [--num-rooms 100]
 
-Run after ``python tools/demo.py --full --seeds 1`` (the demo keeps 3 checkpoints of
-each DFSS run). For each model it trained (the labelled reference, the random /
-confidence / ADS students with the vanilla loss, ADS + WDD, and ADS + WDPD at 1/3,
-2/3 and all of its iterations), it reports:
+Run after ``python tools/demo.py`` (whose DFSS run keeps 3 checkpoints) and more
+DFSS runs of the demo's config under ``DEMO/dfss/<name>/`` (``--full``'s, or others).
+For each model (the labelled reference, ADS + WDPD at 1/3, 2/3 and all of its
+iterations, the last checkpoint of every other DFSS run), it reports:
 
 - mIoU against the teacher (``TeacherLabeledDataset``) on synthetic images no model
   trained on: a fresh open-world pool (generator seed 1) and fresh rooms (seed 1,
@@ -71,14 +71,13 @@ def models(demo):
     if osp.isfile(ref):
         out.append(('reference (rooms + labels)',
                     lambda: build_frozen_segmentor(STUDENT_CFG, ref, 'student')))
-    for run in sorted(glob.glob(osp.join(demo, 'dfss', '*_seed0'))):
-        name = osp.basename(run)[:-len('_seed0')]
+    for run in sorted(d for d in glob.glob(osp.join(demo, 'dfss', '*')) if osp.isdir(d)):
         ckpts = sorted(glob.glob(osp.join(run, 'iter_*.pth')),
                        key=lambda p: int(p.split('_')[-1][:-4]))
-        if name != 'ads_wdpd':
-            ckpts = ckpts[-1:]
+        if not osp.basename(run).startswith('ads_wdpd'):
+            ckpts = ckpts[-1:]  # every checkpoint of the main DFSS run, the last of others
         for ck in ckpts:
-            label = f'DFSS {name} @ {osp.basename(ck)[5:-4]} it'
+            label = f'DFSS {osp.basename(run)} @ {osp.basename(ck)[5:-4]} it'
             out.append((label, lambda ck=ck: load_student(dfss_cfg, ck, 'cpu')))
     return out
 

@@ -76,3 +76,15 @@ def test_a_variant_trains_and_keeps_the_best_agreement(tmp_path, synthetic_root,
     log = open(sorted(glob.glob(osp.join(work, '*', '*.log')))[-1]).read()
     assert 'agreement with the teacher' in log and 'not accuracy' in log
     assert len(glob.glob(osp.join(work, 'teacher_labels', 'teacher-*', '*.png'))) == 6
+
+
+def test_allow_random_teacher_reaches_the_label_free_val_set(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('train_tool',
+                                                  osp.join(repo_root, 'tools', 'train.py'))
+    train_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tool)
+    opts = train_tool.random_teacher_options(osp.join(
+        repo_root, 'configs/label_free/dfss_r18-tiny_to_mbv2-tiny_synthetic_label-free.py'))
+    assert {'val_dataloader.dataset.allow_random_teacher=True',
+            'val_dataloader.dataset.dataset.allow_random_teacher=True'} <= set(opts)
