@@ -19,7 +19,7 @@ import os.path as osp
 
 import numpy as np
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 from PIL import Image
@@ -44,6 +44,8 @@ def parse_args():
     p.add_argument('--teacher-checkpoint', help="default: the config's")
     p.add_argument('--cache-dir', help='teacher label cache (default: OUT/.label_cache)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='override settings of CONFIG, as in tools/train.py')
     p.add_argument('--allow-random-teacher', action='store_true', help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -108,6 +110,7 @@ def draw_bars(path, classes, iou, present):
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
     extra = dict(allow_random_teacher=True) if args.allow_random_teacher else {}
     ds_cfg = teacher_labeled_dataset(cfg, args.images, args.teacher_checkpoint,
                                      args.num_images,

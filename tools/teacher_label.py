@@ -20,7 +20,7 @@ import os
 import os.path as osp
 import shutil
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
@@ -43,6 +43,8 @@ def parse_args():
     p.add_argument('--model-config', help='also write OUT/test_config.py: this config '
                    "(e.g. an exported student's student_config.py) tested on the labels")
     p.add_argument('--cache-dir', help='label cache (default: OUT/.label_cache)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='override settings of CONFIG, as in tools/train.py')
     p.add_argument('--allow-random-teacher', action='store_true', help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -94,6 +96,7 @@ def dataset_text(out, suffix, metainfo, pipeline):
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
     extra = dict(allow_random_teacher=True) if args.allow_random_teacher else {}
     ds_cfg = teacher_labeled_dataset(cfg, args.images, args.checkpoint, args.num,
                                      args.cache_dir or osp.join(args.out, '.label_cache'),
