@@ -60,7 +60,7 @@ def miou(model, ds):
 
 
 def models(demo):
-    """``[(name, loader)]`` of the demo's trained models that exist."""
+    """``[(name, checkpoint, loader)]`` of the demo's trained models that exist."""
     from mmengine.config import Config
 
     from mmseg_dfss.core import build_frozen_segmentor
@@ -69,7 +69,7 @@ def models(demo):
     out = []
     ref = osp.join(demo, 'student_labels', 'iter_1500.pth')
     if osp.isfile(ref):
-        out.append(('reference (rooms + labels)',
+        out.append(('reference (rooms + labels)', ref,
                     lambda: build_frozen_segmentor(STUDENT_CFG, ref, 'student')))
     for run in sorted(d for d in glob.glob(osp.join(demo, 'dfss', '*')) if osp.isdir(d)):
         ckpts = sorted(glob.glob(osp.join(run, 'iter_*.pth')),
@@ -78,7 +78,7 @@ def models(demo):
             ckpts = ckpts[-1:]  # every checkpoint of the main DFSS run, the last of others
         for ck in ckpts:
             label = f'DFSS {osp.basename(run)} @ {osp.basename(ck)[5:-4]} it'
-            out.append((label, lambda ck=ck: load_student(dfss_cfg, ck, 'cpu')))
+            out.append((label, ck, lambda ck=ck: load_student(dfss_cfg, ck, 'cpu')))
     return out
 
 
@@ -117,9 +117,17 @@ def main():
         data_prefix=dict(img_path='img_dir/test', seg_map_path='ann_dir/test'),
         pipeline=PIPELINE))
     rows = []
-    for name, load in models(demo):
-        model = load()
-        rows.append(dict(model=name, **{k: float(miou(model, ds)) for k, ds in sets.items()}))
+    done_file = osp.join(demo, 'agreement_rows.json')  # a rerun evaluates new models only
+    done = json.load(open(done_file)) if osp.isfile(done_file) else {}
+    for name, ckpt, load in models(demo):
+        key = f'{ckpt}|{osp.getmtime(ckpt)}'
+        if key not in done:
+            model = load()
+            done[key] = dict(model=name,
+                             **{k: float(miou(model, ds)) for k, ds in sets.items()})
+            with open(done_file, 'w') as f:
+                json.dump(done, f, indent=1)
+        rows.append(done[key])
         print(rows[-1], flush=True)
     true = [r['true (test rooms)'] for r in rows]
     rho = {k: spearman([r[k] for r in rows], true) for k in ('fresh pool', 'fresh rooms')}
