@@ -146,8 +146,9 @@ def test_changed_teacher_or_image_makes_new_labels(images, teacher_ckpt, tmp_pat
     target = osp.join(images, 'img1.png')
     Image.open(osp.join(images, 'room0.png')).resize((64, 64)).save(target)
     again = build(images, ckpt, tmp_path / 'cache', repo_root)
-    assert again.labelled_here == [again.dataset.get_data_info(1)['img_path'] == target and 1]
-    assert evaluate(again, teacher)[0] == 100.0
+    assert again.dataset.get_data_info(1)['img_path'] == target
+    assert again.labelled_here == [1]
+    assert again.get_data_info(1)['seg_map_path'] != new.get_data_info(1)['seg_map_path']
 
 
 def test_unreadable_images_are_counted_and_skipped(images, teacher_ckpt, tmp_path, repo_root):
