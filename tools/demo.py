@@ -101,7 +101,9 @@ class Demo:
                 f'train_dataloader.dataset.cache_dir={osp.join(self.work, "ads_cache")}']
 
     # -- steps ----------------------------------------------------------------------
-    def train(self, name, cfg, iters, opts, seed):
+    def train(self, name, cfg, iters, opts, seed, checkpoints=1):
+        """``checkpoints``: how many evenly spaced checkpoints to keep (the DFSS runs
+        keep 3, for the agreement-vs-accuracy measurement)."""
         out = osp.join(self.work, name)
         ckpt = osp.join(out, f'iter_{iters}.pth')
         if osp.isfile(ckpt):
@@ -109,7 +111,9 @@ class Demo:
             return out, ckpt
         os.makedirs(out, exist_ok=True)
         run(['tools/train.py', cfg, '--work-dir', out, '--cfg-options', *opts,
-             *self.schedule_opts(iters), f'randomness.seed={seed}'],
+             *self.schedule_opts(iters), f'randomness.seed={seed}',
+             f'default_hooks.checkpoint.interval={max(1, iters // checkpoints)}',
+             'default_hooks.checkpoint.max_keep_ckpts=-1'],
             osp.join(self.logs, f'{name.replace("/", "_")}.train.log'))
         return out, ckpt
 
@@ -164,7 +168,8 @@ class Demo:
         name = f'dfss/{strategy}_{mode}_seed{seed}'
         opts = (self.ads_opts(strategy, seed) + self.eval_opts()
                 + [f'model.distill_loss.mode={mode}'])
-        out, ckpt = self.train(name, DFSS_CFG, self.s['distill_iters'], opts, seed)
+        out, ckpt = self.train(name, DFSS_CFG, self.s['distill_iters'], opts, seed,
+                               checkpoints=3)
         student_cfg = osp.join(out, 'student', 'student_config.py')
         student_ckpt = osp.join(out, 'student', 'student.pth')
         if not osp.isfile(student_ckpt):

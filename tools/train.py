@@ -13,7 +13,7 @@ ALLOW_RANDOM_TEACHER = '--allow-random-teacher'
 
 def random_teacher_options(config):
     """--cfg-options that set allow_random_teacher=True where the config has a teacher:
-    the distiller and the ADS wrapper."""
+    the distiller, the ADS wrapper and a teacher-labelled validation set."""
     from mmengine.config import Config
     cfg = Config.fromfile(config)
     opts = []
@@ -21,6 +21,11 @@ def random_teacher_options(config):
         opts.append('model.allow_random_teacher=True')
     if ((cfg.get('train_dataloader') or {}).get('dataset') or {}).get('type') == 'ADSDataset':
         opts.append('train_dataloader.dataset.allow_random_teacher=True')
+    val = (cfg.get('val_dataloader') or {}).get('dataset') or {}
+    if val.get('type') == 'TeacherLabeledDataset':  # label-free validation
+        opts.append('val_dataloader.dataset.allow_random_teacher=True')
+        if (val.get('dataset') or {}).get('type') == 'ADSHeldOutDataset':
+            opts.append('val_dataloader.dataset.dataset.allow_random_teacher=True')
     return opts
 
 
