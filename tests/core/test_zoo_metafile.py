@@ -7,6 +7,7 @@ The download path runs on a fabricated OpenMMLab-style package (``.mim/model-ind
 and ``.mim/configs/<folder>/metafile.yaml``) whose metafile points at a checkpoint served
 from 127.0.0.1; the installed MMSeg's own metafiles are read in
 tests/tools/test_zoo_recipes.py."""
+import importlib.util
 import os
 import os.path as osp
 import re
@@ -228,3 +229,30 @@ def test_mmseg_tools_stop_in_one_line_on_a_missing_base(bad_config, repo_root):
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
     assert_one_line_naming(proc.stderr.strip().splitlines()[-1], MISSING)
+
+
+def load_tool(repo_root, name):
+    spec = importlib.util.spec_from_file_location(f'dfss_tool_{name}',
+                                                  osp.join(repo_root, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('name,args', [('check_dataset', []),
+                                       ('compare_pools', ['--pools', 'a=unused']),
+                                       ('pool_entropy', [])])
+def test_config_reading_tools_stop_in_one_line_on_a_missing_base(repo_root, bad_config, name,
+                                                                 args):
+    with pytest.raises(SystemExit) as e:
+        load_tool(repo_root, name).main([bad_config, *args])
+    assert_one_line_naming(str(e.value.code), MISSING)
+
+
+def test_student_export_with_a_config_missing_a_base_is_one_line(bad_config, tmp_path):
+    from mmseg_dfss.models import export_student_from_checkpoint
+    ckpt = str(tmp_path / 'run.pth')
+    torch.save(dict(state_dict={'student.w': torch.zeros(1)}), ckpt)
+    with pytest.raises(ZooConfigError) as e:
+        export_student_from_checkpoint(ckpt, str(tmp_path / 'out'), bad_config)
+    assert_one_line_naming(str(e.value), MISSING)
