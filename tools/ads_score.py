@@ -29,7 +29,7 @@ from mmengine.dist import get_dist_info, init_dist, is_main_process
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
-from mmseg_dfss.utils.mmseg_tools import init_cpu_dist
+from mmseg_dfss.utils.mmseg_tools import check_config_argument, init_cpu_dist
 
 STRATEGIES = ('ads', 'random', 'confidence')
 GALLERY_N = 8
@@ -177,6 +177,7 @@ def setup_dist(launcher):
 
 def main():
     args = parse_args()
+    check_config_argument([args.config])  # an mmseg:: base the installed MMSeg lacks
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -184,6 +184,8 @@ def main(argv=None):
     import mmseg_dfss  # noqa: F401  (registers the datasets)
     from mmseg.registry import DATASETS
 
+    from mmseg_dfss.utils.mmseg_tools import check_config_argument
+    check_config_argument([args.config])  # an mmseg:: base the installed MMSeg lacks
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))

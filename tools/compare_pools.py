@@ -214,6 +214,8 @@ def main(argv=None):
         specs = parse_pool_args(args.pools)
         if not osp.isfile(args.config):
             raise FileNotFoundError(f'config file {args.config!r} does not exist')
+        from mmseg_dfss.utils.mmseg_tools import check_config_argument
+        check_config_argument([args.config])  # an mmseg:: base the installed MMSeg lacks
         cfg = Config.fromfile(args.config)
         cfg.merge_from_dict(args.cfg_options)
         init_default_scope(cfg.get('default_scope', 'mmseg'))

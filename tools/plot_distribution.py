@@ -30,6 +30,7 @@ import mmseg_dfss  # noqa: F401
 from mmseg_dfss.core import build_frozen_segmentor
 from mmseg_dfss.core.pool_scorer import DEFAULT_SCORE_PIPELINE
 from mmseg_dfss.core.preprocess import non_padding_preprocessor
+from mmseg_dfss.utils.mmseg_tools import check_config_argument
 
 COLORS = {'original': '#e6b800', 'ads': '#2ca02c', 'confidence': '#9467bd', 'random': '#7f7f7f'}
 
@@ -94,6 +95,7 @@ def embed(x, method, seed):
 
 def main():
     args = parse_args()
+    check_config_argument([args.config])  # an mmseg:: base the installed MMSeg lacks
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -84,6 +84,8 @@ def build_pool(args):
         ds_cfg = dict(type='UnlabeledImageDataset', data_prefix=dict(img_path=args.source))
         scope = 'mmseg'
     else:
+        from mmseg_dfss.utils.mmseg_tools import check_config_argument
+        check_config_argument([args.source])  # an mmseg:: base the installed MMSeg lacks
         cfg = Config.fromfile(args.source)
         cfg.merge_from_dict(args.cfg_options)
         ds_cfg = copy.deepcopy(dict(dataset_cfg_from_config(cfg, args.key)))

@@ -6,7 +6,7 @@ import sys
 
 import mmseg_dfss  # noqa: F401  (registers the plugin; checkpoints load under torch>=2.6)
 from mmseg_dfss.utils import run_mmseg_tool
-from mmseg_dfss.utils.mmseg_tools import with_cfg_options
+from mmseg_dfss.utils.mmseg_tools import check_config_argument, with_cfg_options
 
 ALLOW_RANDOM_TEACHER = '--allow-random-teacher'
 
@@ -31,6 +31,7 @@ def random_teacher_options(config):
 
 if __name__ == '__main__':
     argv = sys.argv[1:]
+    check_config_argument(argv)  # an mmseg:: base the installed MMSeg lacks: one line
     if ALLOW_RANDOM_TEACHER in argv:
         argv.remove(ALLOW_RANDOM_TEACHER)
         config = next((a for a in argv if a.endswith('.py')), None)

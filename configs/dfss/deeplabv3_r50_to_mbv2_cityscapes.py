@@ -1,7 +1,8 @@
 # DFSS recipe for an MMSeg model-zoo model on Cityscapes, without Cityscapes' training
 # images: the zoo's DeepLabV3-R50-D8 (deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024,
-# 79.32 mIoU; its weights are the metafile's URL, downloaded once into the torch hub
-# cache) distils the zoo's MobileNetV2-D8 DeepLabV3 architecture
+# 79.32 mIoU; teacher_checkpoint='metafile': the Weights URL that the installed MMSeg's
+# metafile lists for that config, so no host is written here; downloaded once into
+# the torch hub cache) distils the zoo's MobileNetV2-D8 DeepLabV3 architecture
 # (mobilenet-v2-d8_deeplabv3_4xb2-80k_cityscapes-512x1024). ADS (Eq. 8-9) keeps the
 # eps = num_samples images of an unlabeled image folder (data/pool, any images, any
 # sizes; COCO train2017 works too, see below) whose BN statistics in the teacher are
@@ -31,10 +32,7 @@
 # stops): set model.teacher.<key> and train_dataloader.dataset.teacher.<key> together.
 teacher = dict(
     cfg_path='mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.py')
-teacher_checkpoint = (  # deeplabv3/metafile.yaml, Weights (79.32 mIoU)
-    'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/'
-    'deeplabv3_r50-d8_512x1024_80k_cityscapes/'
-    'deeplabv3_r50-d8_512x1024_80k_cityscapes_20200606_113404-b92cfdd4.pth')
+teacher_checkpoint = 'metafile'  # the installed MMSeg's Weights for the teacher config
 student = dict(
     cfg_path='mmseg::mobilenet_v2/mobilenet-v2-d8_deeplabv3_4xb2-80k_cityscapes-512x1024.py')
 num_samples = 10000  # eps: at most the number of pool images

@@ -49,7 +49,7 @@ from .image_header import is_transient_oserror, read_image_size
 from .preprocess import non_padding_preprocessor
 from .score_cache import ScoreCache, SizeCache
 from .teacher import (build_frozen_segmentor, check_teacher_checkpoint, load_model_config,
-                      teacher_record)
+                      resolve_teacher_checkpoint, teacher_record)
 
 STRATEGIES = ('ads', 'random', 'confidence')
 # part of every cache fingerprint: bump when the way a score is computed changes
@@ -316,7 +316,8 @@ class PoolScorer:
 
     Args:
         teacher: segmentor config dict or file path (``mmseg::`` allowed).
-        teacher_checkpoint: checkpoint path or URL (any ``CheckpointLoader`` scheme).
+        teacher_checkpoint: checkpoint path or URL (any ``CheckpointLoader`` scheme), or
+            ``'metafile'``: the Weights the installed metafile lists for a zoo teacher.
         strategy: ``'ads'`` | ``'random'`` | ``'confidence'``.
         bn_layers: ``'backbone'`` | ``'all'`` | list of regexes (``'ads'`` only).
         score_pipeline: deterministic pipeline ending in ``PackSegInputs``.
@@ -373,9 +374,10 @@ class PoolScorer:
 
     # ---------------------------------------------------------------- teacher
     def _build(self):
-        model = build_frozen_segmentor(self.teacher_cfg, self.teacher_checkpoint, 'teacher',
+        checkpoint = resolve_teacher_checkpoint(self.teacher_cfg, self.teacher_checkpoint)
+        model = build_frozen_segmentor(self.teacher_cfg, checkpoint, 'teacher',
                                        allow_random_teacher=self.allow_random_teacher)
-        self.teacher_record = teacher_record(self.teacher_cfg, self.teacher_checkpoint, model)
+        self.teacher_record = teacher_record(self.teacher_cfg, checkpoint, model)
         model = model.to(self.device)
         if torch.device(self.device).type == 'cuda' and hasattr(model.data_preprocessor,
                                                                 '_non_blocking'):

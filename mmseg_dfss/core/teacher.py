@@ -16,6 +16,10 @@ which is forced back to ``weights_only`` here (see :mod:`.safe_load`). Loading i
 strict: missing, unexpected or mis-shaped keys are an error naming the checkpoint and
 the keys, never a silently half-random teacher. A random-weight teacher (no checkpoint)
 needs the explicit opt-in ``allow_random_teacher=True``.
+
+``teacher_checkpoint='metafile'`` takes the weights of a teacher given as a zoo config
+(``'mmseg::...py'`` or ``dict(cfg_path='mmseg::...py', ...)``) from the installed
+MMSeg's metafile (:func:`resolve_teacher_checkpoint`), so a config names no host.
 """
 import contextlib
 import copy
@@ -30,26 +34,20 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 
+from .zoo import METAFILE, MetafileError, metafile_weights, resolve_package_path
+
 MAX_KEYS_SHOWN = 10
 CFG_PATH = 'cfg_path'
 
 
 def resolve_config_path(path):
-    """``pkg::rel/path.py`` -> the file in that package's ``.mim/configs`` folder."""
+    """``pkg::rel/path.py`` -> the file in that package's ``.mim/configs`` folder; a
+    config the installed release does not ship is a one-line :class:`ZooConfigError`."""
     if '::' not in path:
         if not osp.isfile(path):
             raise FileNotFoundError(f'config file {path!r} does not exist')
         return path
-    from mmengine.utils import get_installed_path
-    package, rel = path.split('::', 1)
-    try:
-        root = get_installed_path(package)
-    except Exception as e:  # not installed / not a package
-        raise FileNotFoundError(f'config {path!r}: package {package!r} is not installed') from e
-    full = osp.join(root, '.mim', 'configs', rel)
-    if not osp.isfile(full):
-        raise FileNotFoundError(f'config {path!r}: no file {full!r}')
-    return full
+    return resolve_package_path(path)
 
 
 def _model_from_file(path):
@@ -218,10 +216,40 @@ def check_teacher_checkpoint(checkpoint, allow_random_teacher, owner, key='teach
     if checkpoint is None and not allow_random_teacher:
         raise ValueError(
             f'{owner}: {key} is None, so the teacher would have random weights; give the '
-            f"trained teacher's checkpoint (a path or URL), or set allow_random_teacher=True "
+            f"trained teacher's checkpoint (a path or URL, or '{METAFILE}' for a zoo "
+            "teacher: its installed metafile's Weights), or set allow_random_teacher=True "
             'for tests and benchmarks')
     if checkpoint is not None and not isinstance(checkpoint, str):
         raise TypeError(f'{owner}: {key} must be a path or URL string, got {checkpoint!r}')
+
+
+def teacher_config_path(model):
+    """The config file a model spec names (a path, or ``cfg_path`` of a dict), else None."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, (dict, ConfigDict)) and isinstance(model.get(CFG_PATH), str):
+        return model[CFG_PATH]
+    return None
+
+
+def resolve_teacher_checkpoint(model, checkpoint):
+    """The checkpoint to load for the teacher spec ``model``: ``checkpoint`` itself, or
+    for ``'metafile'`` the ``Weights`` URL that the installed package's metafile lists
+    for the teacher's zoo config (see :func:`.zoo.metafile_weights`). The ADS wrapper
+    and the distiller both resolve here, so one spelling gives both the same file."""
+    if checkpoint != METAFILE:
+        return checkpoint
+    path = teacher_config_path(model)
+    if path is None or '::' not in path:
+        raise MetafileError(
+            f"teacher_checkpoint='{METAFILE}' takes the weights of a zoo config, but the "
+            f'teacher is {describe_model_spec(model)}: give it as '
+            "dict(cfg_path='mmseg::<folder>/<config>.py') or give teacher_checkpoint as a "
+            'path or URL')
+    url, metafile = metafile_weights(path)
+    print_log(f"teacher_checkpoint='{METAFILE}': {url} (the Weights of {path} in {metafile})",
+              logger='current')
+    return url
 
 
 def build_segmentor(model):
@@ -234,10 +262,11 @@ def build_segmentor(model):
 
 def build_frozen_segmentor(model, checkpoint=None, what='teacher', allow_random_teacher=False):
     """Builds an MMSeg segmentor from a model spec, loads ``checkpoint`` (any
-    ``CheckpointLoader`` scheme) strictly and freezes it. Without a checkpoint the
-    weights are random, which needs ``allow_random_teacher=True`` (tests and
-    benchmarks) and is logged."""
+    ``CheckpointLoader`` scheme, or ``'metafile'``) strictly and freezes it. Without a
+    checkpoint the weights are random, which needs ``allow_random_teacher=True`` (tests
+    and benchmarks) and is logged."""
     check_teacher_checkpoint(checkpoint, allow_random_teacher, what)
+    checkpoint = resolve_teacher_checkpoint(model, checkpoint)
     if checkpoint is None:
         # random weights: a zoo config's pretrained backbone would only be a download
         cfg = load_model_config(model)

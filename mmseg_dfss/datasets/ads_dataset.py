@@ -42,7 +42,8 @@ class ADSDataset:
         teacher: MMSeg segmentor config dict, config path (``mmseg::`` allowed) or
             ``dict(cfg_path=..., **overrides)``; the distiller's ``teacher``.
         teacher_checkpoint: the teacher's weights, a path or any URL MMEngine's
-            ``CheckpointLoader`` reads; the distiller's ``teacher_checkpoint``.
+            ``CheckpointLoader`` reads, or ``'metafile'`` (a zoo teacher's Weights in
+            the installed metafile); the distiller's ``teacher_checkpoint``.
         num_samples: eps, how many images to keep.
         strategy: ``'ads'`` | ``'random'`` | ``'confidence'``.
         bn_layers: ``'backbone'`` | ``'all'`` | list of module-name regexes.

@@ -10,7 +10,8 @@ from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
 
 from ..core.teacher import (build_frozen_segmentor, build_segmentor, check_teacher_checkpoint,
-                            freeze, load_checkpoint_strict, load_model_config, teacher_record)
+                            freeze, load_checkpoint_strict, load_model_config,
+                            resolve_teacher_checkpoint, teacher_record)
 
 # keys of SegDataPreProcessor that change what the network sees
 NORM_KEYS = ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr')
@@ -134,7 +135,8 @@ class DataFreeDistiller(BaseSegmentor):
             ``dict(cfg_path=..., **overrides)``.
         student (dict | str): same forms as ``teacher``.
         teacher_checkpoint (str): teacher weights (strict): a path or any URL
-            MMEngine's ``CheckpointLoader`` reads.
+            MMEngine's ``CheckpointLoader`` reads, or ``'metafile'``: the Weights the
+            installed metafile lists for a teacher given as a zoo config.
         distill_loss (dict): the loss, a :class:`WDPDLoss` config by default; called
             as ``loss(student_logits, teacher_logits, weights, valid_shapes=...)``.
         data_preprocessor (dict, optional): ``SegDataPreProcessor`` config.
@@ -193,15 +195,16 @@ class DataFreeDistiller(BaseSegmentor):
         # checked here, not when built: testing never needs the teacher
         check_teacher_checkpoint(self.teacher_checkpoint, self.allow_random_teacher,
                                  'DataFreeDistiller', key='model.teacher_checkpoint')
-        if self.teacher_checkpoint is not None:
-            load_checkpoint_strict(self.teacher, self.teacher_checkpoint, 'teacher')
+        checkpoint = resolve_teacher_checkpoint(self.teacher_spec, self.teacher_checkpoint)
+        if checkpoint is not None:
+            load_checkpoint_strict(self.teacher, checkpoint, 'teacher')
             freeze(self.teacher)
-        record = teacher_record(self.teacher_spec, self.teacher_checkpoint, self.teacher)
+        record = teacher_record(self.teacher_spec, checkpoint, self.teacher)
         buffer = getattr(self, DIGEST_BUFFER)
         saved = _hex(buffer)
         if any(buffer.tolist()) and saved != record['weights_digest']:
             raise RuntimeError(
-                f'DataFreeDistiller: teacher_checkpoint {self.teacher_checkpoint!r} does not '
+                f'DataFreeDistiller: teacher_checkpoint {checkpoint!r} does not '
                 f'hold the teacher weights this run started with (sha256 {saved[:16]}... in '
                 f'the loaded checkpoint, {record["weights_digest"][:16]}... in the file); '
                 'restore that file to resume. To start a new distillation from this '

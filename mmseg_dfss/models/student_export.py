@@ -18,6 +18,7 @@ from mmengine.logging import print_log
 from mmengine.registry import Registry
 
 from ..core.teacher import load_checkpoint_file, load_model_config
+from ..core.zoo import check_config_bases
 from .data_free_distiller import NORM_KEYS, distiller_data_preprocessor, drop_auxiliary_head
 
 CONFIG_NAME = 'student_config.py'
@@ -226,6 +227,7 @@ def export_student_from_checkpoint(checkpoint, out_dir, config=None):
                        'DataFreeDistiller checkpoint')
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     if config is not None:
+        check_config_bases(config)  # an mmseg:: base the installed MMSeg lacks: one line
         cfg = Config.fromfile(config)
     elif isinstance(meta.get('cfg'), str):
         cfg = Config.fromstring(meta['cfg'], file_format='.py')

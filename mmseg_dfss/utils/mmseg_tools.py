@@ -22,6 +22,31 @@ def find_mmseg_tool(name):
         'install mmsegmentation from PyPI (its wheel ships the tools) or from source')
 
 
+def config_argument(argv):
+    """The config file of an MMSeg tool's command line: its first ``*.py`` argument
+    before ``--cfg-options``."""
+    for arg in argv:
+        if arg == '--cfg-options':
+            return None
+        if arg.endswith('.py') and not arg.startswith('-'):
+            return arg
+    return None
+
+
+def check_config_argument(argv):
+    """Exits with one line (naming the base, the installed MMSeg and what to do) when
+    the config of ``argv`` inherits a ``pkg::`` base the installed package does not
+    ship, instead of MMEngine's traceback deep inside the tool."""
+    from ..core.zoo import ZooConfigError, check_config_bases
+    config = config_argument(argv)
+    if config is None:
+        return
+    try:
+        check_config_bases(config)
+    except ZooConfigError as e:
+        raise SystemExit(str(e)) from None
+
+
 def _launcher(argv):
     for i, arg in enumerate(argv):
         if arg == '--launcher' and i + 1 < len(argv):
@@ -66,12 +91,14 @@ def run_mmseg_tool(name, argv=None):
     CPU runs, gloo), MMEngine's launcher would call ``torch.cuda.set_device`` and
     fail: the gloo process group is created here instead (:func:`init_cpu_dist`;
     MMEngine then uses it) and DDP is told to wrap a CPU module
-    (:data:`CPU_DDP_OPTIONS`).
+    (:data:`CPU_DDP_OPTIONS`). A config inheriting an ``mmseg::`` base that the
+    installed MMSeg lacks stops first, in one line (:func:`check_config_argument`).
     """
     import torch
     import torch.distributed as dist
     path = find_mmseg_tool(name)
     argv = list(sys.argv[1:] if argv is None else argv)
+    check_config_argument(argv)
     launcher = _launcher(argv)
     cpu_dist = launcher in ('pytorch', 'slurm') and not torch.cuda.is_available()
     if cpu_dist:

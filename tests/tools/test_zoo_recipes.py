@@ -1,11 +1,12 @@
-"""The model-zoo recipes (configs/dfss/*_cityscapes.py, *_ade20k.py): a zoo teacher with
-the metafile's checkpoint URL distils a zoo student on an unlabeled image folder and is
+"""The model-zoo recipes (configs/dfss/*_cityscapes.py, *_ade20k.py): a zoo teacher whose
+checkpoint is the installed MMSeg's metafile Weights (``teacher_checkpoint='metafile'``,
+no host written in the recipe) distils a zoo student on an unlabeled image folder and is
 validated with MMSeg's own Cityscapes/ADE20K datasets.
 
 Each recipe runs as a user runs it, through tools/train.py, shrunk with --cfg-options
-only: a random-weight checkpoint of the shrunk zoo teacher is served over HTTP from
-127.0.0.1 in place of the metafile URL, the pool is a tiny image folder, the val set a
-fabricated Cityscapes/ADE20K layout; 2 iterations, validation, student export, then
+only: a random-weight checkpoint of the shrunk zoo teacher, under the metafile URL's file
+name, is served over HTTP from 127.0.0.1 and given as an explicit URL, the pool is a tiny
+image folder, the val set a fabricated Cityscapes/ADE20K layout; 2 iterations, validation, student export, then
 MMSeg's own tools/test.py (this plugin unimportable) on the exported student."""
 import copy
 import glob
@@ -217,7 +218,8 @@ def test_recipe_distils_a_served_zoo_teacher_validates_and_exports(name, tmp_pat
     pool = make_pool(str(tmp_path / 'pool'))
     served = tmp_path / 'served'
     served.mkdir()
-    ckpt_name = osp.basename(cfg.model.teacher_checkpoint)  # the metafile's file name
+    # the file name of the installed metafile's Weights
+    ckpt_name = osp.basename(metafile_entry(cfg.model.teacher.cfg_path)['Weights'])
     digest = save_tiny_teacher(cfg, str(served / ckpt_name))
     work = str(tmp_path / 'work')
     torch_home = tmp_path / 'torch_home'
@@ -257,11 +259,14 @@ def test_recipe_distils_a_served_zoo_teacher_validates_and_exports(name, tmp_pat
 # --------------------------------------------------------------- the recipes as written
 @pytest.mark.parametrize('name', sorted(RECIPES))
 def test_recipe_is_the_zoo_pair_with_the_metafile_checkpoint(name):
+    from mmseg_dfss.core.teacher import resolve_teacher_checkpoint
     cfg = load(name)
     teacher, student = cfg.model.teacher, cfg.model.student
     assert teacher.cfg_path.startswith('mmseg::') and student.cfg_path.startswith('mmseg::')
     entry = metafile_entry(teacher.cfg_path)
-    assert cfg.model.teacher_checkpoint == entry['Weights']
+    # no host in the recipe: the installed line's metafile names it
+    assert cfg.model.teacher_checkpoint == 'metafile'
+    assert resolve_teacher_checkpoint(teacher, cfg.model.teacher_checkpoint) == entry['Weights']
     assert entry['Results']['Dataset'].lower() == name
     assert 'MobileNetV2' in metafile_entry(student.cfg_path)['Paper']['Title']
     # one teacher per run: the ADS wrapper names the distiller's
