@@ -2,9 +2,11 @@ from .ads_dataset import ADSDataset
 from .camvid import CamVidDataset
 from .coco_pool import COCOPoolDataset
 from .nyuv2 import NYUv2Dataset
+from .seeded_infinite_sampler import SeededInfiniteSampler
 from .synthetic_pool import SyntheticPoolDataset
 from .synthetic_scenes import SyntheticScenesDataset
 from .unlabeled_image import UnlabeledImageDataset
 
 __all__ = ['SyntheticScenesDataset', 'SyntheticPoolDataset', 'UnlabeledImageDataset',
-           'NYUv2Dataset', 'CamVidDataset', 'COCOPoolDataset', 'ADSDataset']
+           'NYUv2Dataset', 'CamVidDataset', 'COCOPoolDataset', 'ADSDataset',
+           'SeededInfiniteSampler']
