@@ -118,85 +118,85 @@ def refusal(path):
     return re.escape(path) + r"' refused: it pickles posix\.mkdir"
 
 
+PLACES = ['tools/test.py CKPT', 'load_from', '--resume', 'tools/export_student.py',
+          'tools/ads_score.py', 'tools/compare_pools.py']
+
+
 @pytest.fixture(scope='module')
 def planted(tmp_path_factory, teacher_ckpt):
-    """Checkpoints with a payload: a teacher's (real weights), a DataFreeDistiller's
-    (student.* weights and its config) and one MMEngine would resume from."""
+    """Per place, a checkpoint with a payload of its own (marker ``ran_<k>``): the
+    teacher's real weights (a DataFreeDistiller's student.* weights and config for
+    tools/export_student.py; for --resume the work dir's latest checkpoint)."""
     root = tmp_path_factory.mktemp('planted')
-    marker = str(root / 'code_ran')
     state = torch.load(teacher_ckpt, weights_only=True)['state_dict']
-    evil = dict(state_dict=state, meta=dict(iter=1, note=Payload(marker)))
-    paths = dict(teacher=str(root / 'evil_teacher.pth'),
-                 distiller=str(root / 'evil_distiller.pth'))
-    torch.save(evil, paths['teacher'])
-    torch.save(dict(state_dict={'student.' + k: v for k, v in state.items()},
-                    meta=dict(cfg='model = dict()', note=Payload(marker))), paths['distiller'])
     work = root / 'work'
     work.mkdir()
-    paths['resume'] = str(work / 'iter_1.pth')
-    torch.save(evil, paths['resume'])
-    (work / 'last_checkpoint').write_text(paths['resume'])
-    return root, marker, paths
+    paths, markers = {}, {}
+    for k, place in enumerate(PLACES):
+        markers[place] = str(root / f'ran_{k}')
+        evil = dict(state_dict=state, meta=dict(iter=1, note=Payload(markers[place])))
+        paths[place] = str(root / f'evil_{k}.pth')
+        if place == 'tools/export_student.py':
+            evil = dict(state_dict={'student.' + k: v for k, v in state.items()},
+                        meta=dict(cfg='model = dict()', note=Payload(markers[place])))
+        elif place == '--resume':
+            paths[place] = str(work / 'iter_1.pth')
+            (work / 'last_checkpoint').write_text(paths[place])
+        torch.save(evil, paths[place])
+    return root, markers, paths
 
 
 def _scenes(root):
     return [f'{k}_dataloader.dataset.data_root={root}/scenes' for k in ('train', 'val', 'test')]
 
 
-def _places(repo_root, root, paths, synthetic_root):
+def _argv(place, path, repo_root, root, synthetic_root):
     ads_cfg = osp.join(repo_root, 'configs/synthetic/ads_r18-tiny_synthetic-pool.py')
     pool = f'{synthetic_root}/pool'
     pool_opts = ['--cfg-options', f'train_dataloader.dataset.dataset.data_root={pool}',
                  f'train_dataloader.dataset.cache_dir={root}/cache',
                  'train_dataloader.dataset.num_samples=8']
     return {
-        'tools/test.py CKPT': (['tools/test.py', TEACHER, paths['teacher'], '--work-dir',
-                                f'{root}/test', '--cfg-options', *_scenes(synthetic_root)],
-                               paths['teacher']),
-        'load_from': (['tools/train.py', TEACHER, '--work-dir', f'{root}/load_from',
-                       '--cfg-options', f'load_from={paths["teacher"]}',
-                       *_scenes(synthetic_root)], paths['teacher']),
-        '--resume': (['tools/train.py', TEACHER, '--work-dir', f'{root}/work', '--resume',
-                      '--cfg-options', *_scenes(synthetic_root)], paths['resume']),
-        'tools/export_student.py': (['tools/export_student.py', paths['distiller'],
-                                     f'{root}/export'], paths['distiller']),
-        'tools/ads_score.py': (['tools/ads_score.py', ads_cfg, '--teacher-checkpoint',
-                                paths['teacher'], '--out', f'{root}/ads.csv', *pool_opts],
-                               paths['teacher']),
-        'tools/compare_pools.py': (['tools/compare_pools.py', ads_cfg, '--pools',
-                                    f'pool={pool}', '--teacher-checkpoint', paths['teacher'],
-                                    '--original', 'none', '--no-progress', '--out',
-                                    f'{root}/compare', *pool_opts], paths['teacher']),
-    }
+        'tools/test.py CKPT': ['tools/test.py', TEACHER, path, '--work-dir', f'{root}/test',
+                               '--cfg-options', *_scenes(synthetic_root)],
+        'load_from': ['tools/train.py', TEACHER, '--work-dir', f'{root}/load_from',
+                      '--cfg-options', f'load_from={path}', *_scenes(synthetic_root)],
+        '--resume': ['tools/train.py', TEACHER, '--work-dir', f'{root}/work', '--resume',
+                     '--cfg-options', *_scenes(synthetic_root)],
+        'tools/export_student.py': ['tools/export_student.py', path, f'{root}/export'],
+        'tools/ads_score.py': ['tools/ads_score.py', ads_cfg, '--teacher-checkpoint', path,
+                               '--out', f'{root}/ads.csv', *pool_opts],
+        'tools/compare_pools.py': ['tools/compare_pools.py', ads_cfg, '--pools', f'pool={pool}',
+                                   '--teacher-checkpoint', path, '--original', 'none',
+                                   '--no-progress', '--out', f'{root}/compare', *pool_opts],
+    }[place]
 
 
 @pytest.fixture(scope='module')
 def tool_runs(planted, repo_root, synthetic_root):
     """Each tool run on its planted checkpoint (tests/reliability/run_tools.py: all in one
     process, one after the other; each stops where it reads the checkpoint)."""
-    root, marker, paths = planted
-    places = _places(repo_root, str(root), paths, synthetic_root)
+    root, _, paths = planted
     with open(root / 'places.json', 'w') as f:
-        json.dump({place: args for place, (args, _) in places.items()}, f)
+        json.dump({place: _argv(place, paths[place], repo_root, str(root), synthetic_root)
+                   for place in PLACES}, f)
     env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, osp.join(HERE, 'run_tools.py'),
                            str(root / 'places.json'), str(root / 'results.json')],
                           cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(root / 'results.json') as f:
-        results = json.load(f)
-    return {place: (results[place], path) for place, (_, path) in places.items()}
+        return json.load(f)
 
 
-@pytest.mark.parametrize('place', ['tools/test.py CKPT', 'load_from', '--resume',
-                                   'tools/export_student.py', 'tools/ads_score.py',
-                                   'tools/compare_pools.py'])
+@pytest.mark.parametrize('place', PLACES)
 def test_a_payload_planted_where_a_tool_reads_a_checkpoint_never_runs(place, tool_runs,
                                                                       planted):
-    ended, path = tool_runs[place]
+    _, markers, paths = planted
+    ended = tool_runs[place]
+    assert not osp.exists(markers[place]), f'the payload ran ({place}): {ended}'
     assert ended['type'] == 'CheckpointRefusedError', ended
-    assert re.search(refusal(path), ended['message']), ended
-    assert not osp.exists(planted[1]), f'the payload ran ({place})'
+    assert re.search(refusal(paths[place]), ended['message']), ended
 
 
 def _one_line_pickle(marker):
