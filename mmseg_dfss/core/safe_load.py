@@ -53,7 +53,12 @@ def _numpy_globals():
         from numpy._core import multiarray
     except ImportError:  # numpy 1.x
         from numpy.core import multiarray
-    found = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
+    found = [np.ndarray, np.dtype]
+    # under both module names: numpy 1 writes numpy.core.multiarray, numpy 2
+    # numpy._core.multiarray (checkpoints travel between the two OpenMMLab lines)
+    for name in ('_reconstruct', 'scalar'):
+        found += [(getattr(multiarray, name), f'{module}.multiarray.{name}')
+                  for module in ('numpy.core', 'numpy._core')]
     # numpy >= 1.25 pickles dtypes as instances of their numpy.dtypes classes
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:

@@ -53,6 +53,30 @@ def test_mmengine_checkpoint_loads_through_mmengine_and_the_safe_loader(tmp_path
         assert hub.get_scalar('train/loss').statistics('mean') == 0.375
 
 
+def _as_written_by_the_other_numpy(path, out):
+    """``path`` with numpy.core <-> numpy._core swapped in its pickle (numpy 1 writes
+    ``numpy.core.multiarray._reconstruct``, numpy 2 ``numpy._core.multiarray...``)."""
+    import zipfile
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, 'w') as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith('data.pkl'):
+                a, b, swap = b'numpy._core.multiarray', b'numpy.core.multiarray', b'<swap>'
+                assert b'multiarray' in data and swap not in data
+                data = data.replace(a, swap).replace(b, a).replace(swap, b)
+            zout.writestr(item, data)
+
+
+def test_a_checkpoint_from_the_other_numpy_major_loads(tmp_path):
+    """The 1.2 line may run numpy 1, the maintained line numpy 2: a checkpoint saved on
+    one (its MessageHub holds numpy values) is read on the other."""
+    path, other = str(tmp_path / 'ckpt.pth'), str(tmp_path / 'other_numpy.pth')
+    _mmengine_like_checkpoint(path)
+    _as_written_by_the_other_numpy(path, other)
+    ckpt = safe_torch_load(other)
+    assert ckpt['meta']['seed'] == 7 and ckpt['meta']['hist'].tolist() == [0, 1, 2, 3]
+
+
 @needs_allow_list
 def test_other_pickled_objects_are_still_refused(tmp_path):
     path = str(tmp_path / 'evil.pth')
