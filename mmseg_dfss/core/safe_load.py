@@ -94,7 +94,9 @@ def mmengine_safe_globals():
 def _only_the_allow_list():
     """During the load, torch's user allow-list is exactly :func:`mmengine_safe_globals`
     (whatever else the process registered, e.g. MMEngine's plain ``getattr``); the
-    previous list is restored afterwards."""
+    previous list is restored afterwards. Set per load, not relied on process-wide:
+    leaving a ``torch.serialization.safe_globals`` context (onedl-mmengine's loader)
+    removes its entries from the process-wide list, ours included."""
     ser = torch.serialization
     if not hasattr(ser, 'get_safe_globals'):  # torch < 2.4: weights_only, no allow-list
         yield
