@@ -101,6 +101,22 @@ def test_mmengine_loader_used_by_resume_and_load_from_refuses_it(tmp_path):
     assert not osp.exists(marker)
 
 
+def test_a_url_given_to_load_from_or_resume_is_refused_too(tmp_path, monkeypatch):
+    """MMEngine's http loader goes through torch.hub, which unpickles in full by default:
+    on main a URL in load_from ran the payload on both lines."""
+    from checkpoint_server import CheckpointServer
+    from mmengine.runner.checkpoint import _load_checkpoint
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    marker = str(tmp_path / 'code_ran')
+    torch.save({'meta': {'iter': 1}, 'state_dict': {}, 'payload': Payload(marker)},
+               str(tmp_path / 'iter_1.pth'))
+    with CheckpointServer(tmp_path) as server:
+        url = server.url('iter_1.pth')
+        with pytest.raises(pickle.UnpicklingError, match=refusal(url)):
+            _load_checkpoint(url, map_location='cpu')
+    assert not osp.exists(marker)
+
+
 @pytest.mark.parametrize('url', [
     'x.pth', '/abs/x.pth', 'http://h/x.pth', 'https://h/x.pth', 's3://b/x.pth',
     'cluster:s3://b/x.pth', 'petrel://b/x.pth', 'open-mmlab://x', 'openmmlab://x',
