@@ -3,8 +3,8 @@
 Importing the package checks that one supported OpenMMLab line is installed
 (:mod:`mmseg_dfss.utils.stack`), lets ``mmseg::`` config bases resolve on it, registers
 every component in the mmseg registries (DATASETS, MODELS, HOOKS, TRANSFORMS) and
-allow-lists MMEngine's checkpoint types for ``torch.load`` (see
-:mod:`mmseg_dfss.core.safe_load`).
+makes every checkpoint MMEngine's ``CheckpointLoader`` reads go through the project's
+restricted ``torch.load(weights_only=True)`` (see :mod:`mmseg_dfss.core.safe_load`).
 """
 from .utils.stack import check_stack, map_mmseg_scope
 

@@ -88,7 +88,7 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     drop_last=True,  # ASPP's image pooling BN needs > 1 sample per GPU
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='SeededInfiniteSampler', shuffle=True),  # exact --resume
     dataset=dict(
         _delete_=True,
         type='ADSDataset',

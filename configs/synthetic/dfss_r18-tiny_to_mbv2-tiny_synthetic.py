@@ -44,6 +44,8 @@ pool_train_pipeline = [
 # ADS scores the teacher's test view of the rooms (native 96 px)
 pool_score_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
 train_dataloader = dict(
+    # each draw seeds its own augmentation: --resume continues number for number
+    sampler=dict(type='SeededInfiniteSampler', shuffle=True),
     dataset=dict(
         _delete_=True,
         type='ADSDataset',

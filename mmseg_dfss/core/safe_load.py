@@ -1,18 +1,50 @@
-"""Make MMEngine checkpoints loadable under ``torch.load(weights_only=True)``.
+"""Every checkpoint is read with ``torch.load(weights_only=True)`` and this allow-list.
 
-torch >= 2.6 defaults ``torch.load`` to ``weights_only=True``; mmengine 0.10.x calls
-it without arguments, so its own checkpoints (a ``MessageHub`` state with
-``HistoryBuffer`` objects and numpy scalars/arrays) fail with ``UnpicklingError``
-on ``--resume`` and ``load_from``. Rather than turning ``weights_only`` off, the
-few plain-data types MMEngine itself writes are allow-listed: loading stays
-restricted, and a checkpoint holding any other pickled object still fails.
+Checkpoints are untrusted: unpickling one in full can run any code it carries. MMEngine
+does not guarantee restriction on every line: onedl-mmengine's loaders retry a refused
+file with ``weights_only=False`` and widen the allow-list with ``builtins.getattr``
+itself; MMEngine's http loader calls ``torch.hub.load_state_dict_from_url``, whose
+default is ``weights_only=False``. So :func:`safe_torch_load` is the one place that
+unpickles a checkpoint, and :func:`register_safe_checkpoint_loaders` (run on
+``import mmseg_dfss``) makes MMEngine's ``CheckpointLoader`` use it for every scheme
+MMEngine ships: teacher, ``load_from``, ``--resume``, ``tools/test.py CONFIG CKPT``,
+``init_cfg=dict(type='Pretrained')`` all read through it. A refused checkpoint raises
+:class:`CheckpointRefusedError` naming the file and the global; there is no fallback.
+
+The allow-list is what MMEngine's own checkpoints hold besides tensors (a
+``MessageHub`` state with ``HistoryBuffer`` objects, numpy scalars and arrays), plus
+``getattr`` restricted to ``HistoryBuffer``'s statistics methods (``torch.save``'s
+pickle protocol 2 writes ``HistoryBuffer.min`` as ``getattr(HistoryBuffer, 'min')``).
 """
+import contextlib
+import io
+import os
+import os.path as osp
 import pickle
+import re
+import zipfile
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
 _registered = False
+
+
+class CheckpointRefusedError(pickle.UnpicklingError):
+    """A checkpoint holds a pickled global outside the allow-list; it was not loaded."""
+
+    def __init__(self, path, refused, detail='', what='checkpoint'):
+        self.path, self.refused, self.detail, self.what = path, refused, detail, what
+        super().__init__(
+            f'{what} {path!r} refused: it pickles {refused}, which is not on the allow-list '
+            'of mmseg_dfss.core.safe_load (checkpoints are read with torch.load('
+            'weights_only=True), never unpickled in full). Load only files you trust; '
+            'a plain state_dict of tensors always loads.' + (f' [torch: {detail}]'
+                                                             if detail else ''))
+
+    def __reduce__(self):  # keeps the fields across processes
+        return type(self), (self.path, self.refused, self.detail, self.what)
 
 
 def _numpy_globals():
@@ -21,7 +53,12 @@ def _numpy_globals():
         from numpy._core import multiarray
     except ImportError:  # numpy 1.x
         from numpy.core import multiarray
-    found = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
+    found = [np.ndarray, np.dtype]
+    # under both module names: numpy 1 writes numpy.core.multiarray, numpy 2
+    # numpy._core.multiarray (checkpoints travel between the two OpenMMLab lines)
+    for name in ('_reconstruct', 'scalar'):
+        found += [(getattr(multiarray, name), f'{module}.multiarray.{name}')
+                  for module in ('numpy.core', 'numpy._core')]
     # numpy >= 1.25 pickles dtypes as instances of their numpy.dtypes classes
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
@@ -32,13 +69,15 @@ def _numpy_globals():
     return found
 
 
+HISTORY_BUFFER_STATISTICS = ('min', 'max', 'mean', 'current')
+
+
 def _history_buffer_getattr(obj, name):
     """Stands in for ``builtins.getattr`` while unpickling: ``HistoryBuffer`` pickles its
-    statistics methods (``HistoryBuffer.min`` ...) as ``getattr(HistoryBuffer, 'min')``;
-    that lookup, and no other, is allowed."""
+    statistics methods (``HistoryBuffer.min`` ...) as ``getattr(HistoryBuffer, 'min')``
+    (both MMEngine lines); that lookup, and no other, is allowed."""
     from mmengine.logging import HistoryBuffer
-    method = vars(HistoryBuffer).get(name) if obj is HistoryBuffer else None
-    if callable(method) and not name.startswith('_'):
+    if obj is HistoryBuffer and name in HISTORY_BUFFER_STATISTICS:
         return getattr(obj, name)
     raise pickle.UnpicklingError(
         f'refusing getattr({getattr(obj, "__qualname__", type(obj).__name__)}, {name!r}) '
@@ -51,13 +90,193 @@ def mmengine_safe_globals():
     return [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')] + _numpy_globals()
 
 
-def register_checkpoint_safe_globals() -> bool:
-    """Allow-list :func:`mmengine_safe_globals` for ``torch.load``.
+@contextlib.contextmanager
+def _only_the_allow_list():
+    """During the load, torch's user allow-list is exactly :func:`mmengine_safe_globals`
+    (whatever else the process registered, e.g. MMEngine's plain ``getattr``); the
+    previous list is restored afterwards. Set per load, not relied on process-wide:
+    leaving a ``torch.serialization.safe_globals`` context (onedl-mmengine's loader)
+    removes its entries from the process-wide list, ours included."""
+    ser = torch.serialization
+    if not hasattr(ser, 'get_safe_globals'):  # torch < 2.4: weights_only, no allow-list
+        yield
+        return
+    before = ser.get_safe_globals()
+    ser.clear_safe_globals()
+    ser.add_safe_globals(mmengine_safe_globals())
+    try:
+        yield
+    finally:
+        ser.clear_safe_globals()
+        ser.add_safe_globals(before)
 
-    Returns False on torch versions without ``add_safe_globals`` (< 2.4), where
-    ``torch.load`` does not default to ``weights_only`` and nothing is needed.
+
+def refused_global(message):
+    """The global a weights_only ``UnpicklingError`` message names (or its reason)."""
+    found = re.search(r'refusing (getattr\([^)]*\))', message)
+    if found:
+        return f'builtins.{found.group(1)}'
+    found = re.search(r'GLOBAL ([\w.]+)', message)
+    if found:
+        return found.group(1)
+    found = re.search(r'WeightsUnpickler error: ([^\n]*)', message)
+    return found.group(1).strip() if found else message.strip().splitlines()[0]
+
+
+def _reason(message):
+    """The line of torch's message that says why (not its advice to unpickle in full)."""
+    for line in message.splitlines():
+        if 'GLOBAL ' in line or 'refusing getattr' in line or 'WeightsUnpickler' in line:
+            return line.replace('WeightsUnpickler error: ', '').split(' Please use')[0].strip()
+    return ''
+
+
+def safe_torch_load(file, map_location=None, name=None):
+    """``torch.load(file, weights_only=True)`` with exactly the project's allow-list.
+
+    ``name`` (default: ``file``) is what errors call the checkpoint (a URL for a
+    downloaded file). A refused global raises :class:`CheckpointRefusedError`.
+    """
+    name = name if name is not None else (file if isinstance(file, str) else repr(file))
+    with _only_the_allow_list():
+        try:
+            return torch.load(file, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise CheckpointRefusedError(name, refused_global(str(e)), _reason(str(e))) from None
+
+
+# ---- MMEngine's CheckpointLoader schemes, all through safe_torch_load -------------------
+
+
+def load_from_local(filename, map_location=None):
+    """A local file (``~`` expanded)."""
+    path = osp.expanduser(filename)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return safe_torch_load(path, map_location, name=filename)
+
+
+def _download(url, model_dir=None, progress=False):
+    """``url`` into the torch hub cache (``<hub>/checkpoints/<file name>``), once."""
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+    os.makedirs(model_dir, exist_ok=True)
+    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    if not osp.exists(cached):
+        from mmengine.logging import print_log
+        print_log(f'Downloading {url} to {cached}', logger='current')
+        torch.hub.download_url_to_file(url, cached, None, progress=progress)
+    if zipfile.is_zipfile(cached):  # torch.hub's legacy format: one user-zipped file
+        with zipfile.ZipFile(cached) as z:
+            members = z.infolist()
+            if len(members) == 1 and not members[0].is_dir():
+                z.extractall(model_dir)
+                cached = osp.join(model_dir, members[0].filename)
+    return cached
+
+
+def load_from_http(filename, map_location=None, model_dir=None, progress=False):
+    """An http(s) URL, downloaded into the torch hub cache; in a distributed run rank 0
+    downloads first, the other ranks read its file after a barrier."""
+    from mmengine.dist import get_dist_info
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        path = _download(filename, model_dir, progress)
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            path = _download(filename, model_dir, progress)
+    return safe_torch_load(path, map_location, name=filename)
+
+
+def load_from_ceph(filename, map_location=None, backend='petrel'):
+    """``s3://`` / ``petrel://`` through MMEngine's file backend."""
+    from mmengine.fileio import get_file_backend
+    data = get_file_backend(filename, backend_args={'backend': backend}).get(filename)
+    with io.BytesIO(data) as buffer:
+        return safe_torch_load(buffer, map_location, name=filename)
+
+
+def _mmengine_home():
+    """``$MMENGINE_HOME``, else ``$XDG_CACHE_HOME/mmengine`` (``~/.cache/mmengine``)."""
+    return osp.expanduser(os.getenv('MMENGINE_HOME', osp.join(
+        os.getenv('XDG_CACHE_HOME', '~/.cache'), 'mmengine')))
+
+
+def load_from_torchvision(filename, map_location=None):
+    """``torchvision://NAME`` (``modelzoo://NAME``): torchvision's URL for NAME."""
+    from mmengine.runner.checkpoint import get_torchvision_models
+    name = filename.split('://', 1)[1]
+    return load_from_http(get_torchvision_models()[name], map_location)
+
+
+def load_from_openmmlab(filename, map_location=None):
+    """``open-mmlab://NAME``: a URL, or a file under MMEngine's home, from MMEngine's
+    ``open_mmlab.json`` files (deprecated names mapped to their successors)."""
+    from mmengine.runner.checkpoint import get_deprecated_model_names, get_external_models
+    name = filename.split('://', 1)[1]
+    name = get_deprecated_model_names().get(name, name)
+    url = get_external_models()[name]
+    if url.startswith(('http://', 'https://')):
+        return load_from_http(url, map_location)
+    return load_from_local(osp.join(_mmengine_home(), url), map_location)
+
+
+def load_from_mmcls(filename, map_location=None):
+    """``mmcls://NAME``: an MMClassification model's backbone weights."""
+    from mmengine.runner.checkpoint import get_mmcls_models
+    ckpt = load_from_http(get_mmcls_models()[filename[len('mmcls://'):]], map_location)
+    state = ckpt.get('state_dict', ckpt)
+    return dict(state_dict={k[len('backbone.'):]: v for k, v in state.items()
+                            if k.startswith('backbone.')})
+
+
+def load_from_pavi(filename, map_location=None):
+    """``pavi://PATH``: downloaded by pavi's modelcloud into a temporary folder."""
+    import tempfile
+
+    from pavi import modelcloud
+    model = modelcloud.get(filename[len('pavi://'):])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, model.name)
+        model.download(path)
+        return safe_torch_load(path, map_location, name=filename)
+
+
+SCHEMES = (
+    ('', load_from_local),
+    (('http://', 'https://'), load_from_http),
+    ([r'(\S+\:)?s3://', r'(\S+\:)?petrel://'], load_from_ceph),
+    (('modelzoo://', 'torchvision://'), load_from_torchvision),
+    (('open-mmlab://', 'openmmlab://'), load_from_openmmlab),
+    ('mmcls://', load_from_mmcls),
+    ('pavi://', load_from_pavi),
+)
+
+
+def register_safe_checkpoint_loaders():
+    """Replaces (``force=True``) every scheme MMEngine ships in its ``CheckpointLoader``
+    by one of the loaders above, all reading through :func:`safe_torch_load`."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    for prefixes, loader in SCHEMES:
+        CheckpointLoader.register_scheme(prefixes, loader, force=True)
+
+
+def is_safe_loader(path):
+    """Whether MMEngine's ``CheckpointLoader`` reads ``path`` through this module."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    return any(CheckpointLoader._get_checkpoint_loader(path) is loader
+               for _, loader in SCHEMES)
+
+
+def register_checkpoint_safe_globals() -> bool:
+    """Also allow-lists :func:`mmengine_safe_globals` process-wide, so a plain
+    ``torch.load(path)`` (weights_only by default on torch >= 2.6) reads MMEngine
+    checkpoints; and registers the safe ``CheckpointLoader`` schemes.
+
+    Returns False on torch versions without ``add_safe_globals`` (< 2.4).
     """
     global _registered
+    register_safe_checkpoint_loaders()
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is None:
         return False

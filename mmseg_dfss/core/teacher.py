@@ -11,8 +11,8 @@ A model (teacher or student) is given as users write it in configs:
 A checkpoint is read by MMEngine's ``CheckpointLoader``, so every scheme it knows works
 (local files, ``http(s)://``, ``open-mmlab://``, ``mmcls://``, ``torchvision://``,
 ``s3://`` through file backends; downloads go to the torch hub cache, rank 0 first).
-Loading stays ``weights_only``: MMEngine's http loader asks torch for a full unpickle,
-which is forced back to ``weights_only`` here (see :mod:`.safe_load`). Loading is
+Every scheme reads through :func:`.safe_load.safe_torch_load` (``weights_only`` with the
+project's allow-list, no fallback; see :mod:`.safe_load`). Loading is
 strict: missing, unexpected or mis-shaped keys are an error naming the checkpoint and
 the keys, never a silently half-random teacher. A random-weight teacher (no checkpoint)
 needs the explicit opt-in ``allow_random_teacher=True``.
@@ -21,18 +21,17 @@ needs the explicit opt-in ``allow_random_teacher=True``.
 (``'mmseg::...py'`` or ``dict(cfg_path='mmseg::...py', ...)``) from the installed
 MMSeg's metafile (:func:`resolve_teacher_checkpoint`), so a config names no host.
 """
-import contextlib
 import copy
 import hashlib
 import json
-import os
 import os.path as osp
-import pickle
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from .safe_load import CheckpointRefusedError, load_from_local, register_safe_checkpoint_loaders
 
 from .zoo import METAFILE, MetafileError, metafile_weights, resolve_package_path
 
@@ -118,40 +117,19 @@ def weights_digest(model):
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def _weights_only():
-    """Forces ``torch.load(weights_only=True)`` for loaders that ask for a full unpickle
-    (MMEngine's http loader calls ``torch.hub.load_state_dict_from_url``, whose default
-    is ``weights_only=False``); ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` is torch's own switch."""
-    from .safe_load import register_checkpoint_safe_globals
-    register_checkpoint_safe_globals()
-    key = 'TORCH_FORCE_WEIGHTS_ONLY_LOAD'
-    old = os.environ.get(key)
-    os.environ[key] = '1'
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
-
-
 def load_checkpoint_file(path, what='checkpoint'):
     """Reads a checkpoint through MMEngine's ``CheckpointLoader`` (any scheme), on CPU,
-    ``weights_only``. Every failure is an error naming ``path``."""
+    with the project's safe loaders. Every failure is an error naming ``path``."""
     if not isinstance(path, str) or not path:
         raise TypeError(f'{what}: a checkpoint must be a path or URL string, got {path!r}')
+    register_safe_checkpoint_loaders()  # again: a plugin may have replaced a scheme since
     local = CheckpointLoader._get_checkpoint_loader(path) is load_from_local
     if local and not osp.isfile(osp.expanduser(path)):
         raise FileNotFoundError(f'{what} {path!r} does not exist')
     try:
-        with _weights_only():
-            return CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='current')
-    except pickle.UnpicklingError as e:
-        raise pickle.UnpicklingError(
-            f'{what} {path!r} holds objects that are not allowed to be unpickled '
-            f'(torch.load weights_only): {e}') from e
+        return CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='current')
+    except CheckpointRefusedError as e:
+        raise CheckpointRefusedError(e.path, e.refused, e.detail, what) from None
     except KeyError as e:  # an open-mmlab:// / mmcls:// / torchvision:// name not known
         raise KeyError(f'{what} {path!r}: {e} is not a model name MMEngine knows (its hub '
                        'json files and $MMENGINE_HOME/open_mmlab.json)') from e

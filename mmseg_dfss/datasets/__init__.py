@@ -3,6 +3,7 @@ from .ads_held_out import ADSHeldOutDataset
 from .camvid import CamVidDataset
 from .coco_pool import COCOPoolDataset
 from .nyuv2 import NYUv2Dataset
+from .seeded_infinite_sampler import SeededInfiniteSampler
 from .synthetic_pool import SyntheticPoolDataset
 from .synthetic_scenes import SyntheticScenesDataset
 from .teacher_labeled import TeacherLabeledDataset
@@ -10,4 +11,4 @@ from .unlabeled_image import UnlabeledImageDataset
 
 __all__ = ['SyntheticScenesDataset', 'SyntheticPoolDataset', 'UnlabeledImageDataset',
            'NYUv2Dataset', 'CamVidDataset', 'COCOPoolDataset', 'ADSDataset',
-           'TeacherLabeledDataset', 'ADSHeldOutDataset']
+           'TeacherLabeledDataset', 'ADSHeldOutDataset', 'SeededInfiniteSampler']

@@ -11,6 +11,7 @@ from mmseg.registry import DATASETS
 from ..core.pool_scorer import (PoolScorer, ScoreResult, check_num_samples, eq11_weights,
                                 select_lowest)
 from ..core.teacher import check_teacher_checkpoint
+from .seeded_infinite_sampler import augmentation_seed
 
 
 @DATASETS.register_module()
@@ -208,11 +209,12 @@ class ADSDataset:
         if isinstance(self.dataset, ConcatDataset):  # served by its own pool's pipeline
             k, local_idx = self.dataset._get_ori_dataset_idx(pool_idx)
             source = self.dataset.datasets[k]
-        for _ in range(source.max_refetch + 1):
-            data = source.prepare_data(local_idx)
-            if data is not None:
-                break
-        else:
+        with augmentation_seed(idx):  # a SeededInfiniteSampler's draw: resumes exactly
+            for _ in range(source.max_refetch + 1):
+                data = source.prepare_data(local_idx)
+                if data is not None:
+                    break
+        if data is None:
             raise RuntimeError(
                 f'ADSDataset: the pool pipeline returned None for the selected image '
                 f'{source.get_data_info(local_idx).get("img_path")!r} '

@@ -169,7 +169,7 @@ class DataFreeDistiller(BaseSegmentor):
                                                   allow_random_teacher=True)
         else:  # weights from teacher_checkpoint when training starts (load_teacher)
             self.teacher = freeze(build_segmentor(teacher_cfg))
-        self.teacher._is_init = True  # never re-initialised by init_weights()
+        self.teacher.is_init = True  # never re-initialised by init_weights()
         self._teacher_record = None  # set when the weights are loaded (load_teacher)
         self.register_buffer(DIGEST_BUFFER, torch.zeros(32, dtype=torch.uint8))
         self.register_state_dict_post_hook(_drop_teacher_from_state_dict)
@@ -273,7 +273,7 @@ class DataFreeDistiller(BaseSegmentor):
     def init_weights(self):
         """Initialises the student; the teacher keeps its checkpoint weights."""
         self.student.init_weights()
-        self._is_init = True
+        self.is_init = True
 
     def train(self, mode=True):
         """Training mode for the student; the teacher stays in eval mode. Entering

@@ -1,12 +1,20 @@
+"""The allow-list of mmseg_dfss.core.safe_load: an MMEngine checkpoint (MessageHub with
+HistoryBuffers, numpy values) of the installed MMEngine loads; anything else is refused,
+``getattr`` only for HistoryBuffer's statistics, even while the process has allowed
+more (onedl-mmengine allows plain ``getattr`` during its own loads)."""
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import MessageHub
+from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import _load_checkpoint
 
-import mmseg_dfss  # noqa: F401  (registers the allow-list)
+import mmseg_dfss  # noqa: F401  (registers the safe loaders)
+from mmseg_dfss.core import CheckpointRefusedError, safe_torch_load
+
+needs_allow_list = pytest.mark.skipif(not hasattr(torch.serialization, 'add_safe_globals'),
+                                      reason='torch < 2.4 has no allow-list')
 
 
 class NotAllowed:
@@ -14,10 +22,13 @@ class NotAllowed:
 
 
 class GetattrGadget:
-    """Pickles as getattr(np.ndarray, 'tofile'): a lookup outside HistoryBuffer."""
+    """Pickles as getattr(owner, name): a lookup outside HistoryBuffer's statistics."""
+
+    def __init__(self, owner, name):
+        self.owner, self.name = owner, name
 
     def __reduce__(self):
-        return getattr, (np.ndarray, 'tofile')
+        return getattr, (self.owner, self.name)
 
 
 def _mmengine_like_checkpoint(path):
@@ -30,30 +41,62 @@ def _mmengine_like_checkpoint(path):
              state_dict={'w': torch.ones(2)}, message_hub=hub.state_dict()), path)
 
 
-def test_mmengine_checkpoint_loads_with_torch_default_weights_only(tmp_path):
+def test_mmengine_checkpoint_loads_through_mmengine_and_the_safe_loader(tmp_path):
     path = str(tmp_path / 'ckpt.pth')
     _mmengine_like_checkpoint(path)
-    ckpt = _load_checkpoint(path, map_location='cpu')  # mmengine: plain torch.load(path)
-    assert ckpt['meta']['seed'] == 7
-    np.testing.assert_array_equal(ckpt['meta']['hist'], np.arange(4))
-    hub = MessageHub.get_instance('test_safe_load_restored')
-    hub.load_state_dict(ckpt['message_hub'])
-    assert hub.get_scalar('train/loss').current() == 0.25
+    for ckpt in (_load_checkpoint(path, map_location='cpu'), safe_torch_load(path)):
+        assert ckpt['meta']['seed'] == 7
+        np.testing.assert_array_equal(ckpt['meta']['hist'], np.arange(4))
+        hub = MessageHub.get_instance('test_safe_load_restored')
+        hub.load_state_dict(ckpt['message_hub'])
+        assert hub.get_scalar('train/loss').current() == 0.25
+        assert hub.get_scalar('train/loss').statistics('mean') == 0.375
 
 
-@pytest.mark.skipif(not hasattr(torch.serialization, 'add_safe_globals'),
-                    reason='torch < 2.4 does not restrict torch.load')
+def _as_written_by_the_other_numpy(path, out):
+    """``path`` with numpy.core <-> numpy._core swapped in its pickle (numpy 1 writes
+    ``numpy.core.multiarray._reconstruct``, numpy 2 ``numpy._core.multiarray...``)."""
+    import zipfile
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, 'w') as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith('data.pkl'):
+                a, b, swap = b'numpy._core.multiarray', b'numpy.core.multiarray', b'<swap>'
+                assert b'multiarray' in data and swap not in data
+                data = data.replace(a, swap).replace(b, a).replace(swap, b)
+            zout.writestr(item, data)
+
+
+def test_a_checkpoint_from_the_other_numpy_major_loads(tmp_path):
+    """The 1.2 line may run numpy 1, the maintained line numpy 2: a checkpoint saved on
+    one (its MessageHub holds numpy values) is read on the other."""
+    path, other = str(tmp_path / 'ckpt.pth'), str(tmp_path / 'other_numpy.pth')
+    _mmengine_like_checkpoint(path)
+    _as_written_by_the_other_numpy(path, other)
+    ckpt = safe_torch_load(other)
+    assert ckpt['meta']['seed'] == 7 and ckpt['meta']['hist'].tolist() == [0, 1, 2, 3]
+
+
+@needs_allow_list
 def test_other_pickled_objects_are_still_refused(tmp_path):
     path = str(tmp_path / 'evil.pth')
     torch.save({'state_dict': {}, 'payload': NotAllowed()}, path)
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(path)
+    with pytest.raises(CheckpointRefusedError, match=r"evil\.pth' refused: it pickles "
+                       r'test_safe_load\.NotAllowed'):
+        safe_torch_load(path)
 
 
-@pytest.mark.skipif(not hasattr(torch.serialization, 'add_safe_globals'),
-                    reason='torch < 2.4 does not restrict torch.load')
-def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
+@needs_allow_list
+@pytest.mark.parametrize('owner, name', [(np.ndarray, 'tofile'), (HistoryBuffer, 'update'),
+                                         (HistoryBuffer, '__init__')])
+def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path, owner, name):
     path = str(tmp_path / 'gadget.pth')
-    torch.save({'state_dict': {}, 'payload': GetattrGadget()}, path)
-    with pytest.raises(pickle.UnpicklingError, match='refusing getattr'):
-        torch.load(path)
+    torch.save({'state_dict': {}, 'payload': GetattrGadget(owner, name)}, path)
+    refused = rf"refused: it pickles builtins\.getattr\({owner.__name__}, '{name}'\)"
+    with pytest.raises(pickle.UnpicklingError, match=refused):
+        safe_torch_load(path)
+    # MMEngine (onedl) allows plain getattr while it loads: not while the project does
+    with torch.serialization.safe_globals([getattr, np.ndarray, HistoryBuffer]):
+        with pytest.raises(pickle.UnpicklingError, match=refused):
+            safe_torch_load(path)
+        assert getattr in torch.serialization.get_safe_globals()  # restored afterwards

@@ -117,7 +117,13 @@ def test_the_key_the_warning_names_is_enough(repo_root, teacher_ckpt, monkeypatc
     teacher_dp = load_model_config(osp.join(repo_root, TEACHER)).data_preprocessor
     assert model.data_preprocessor.mean.flatten().tolist() == teacher_dp.mean
     assert model.data_preprocessor.std.flatten().tolist() == teacher_dp.std
-    assert model.data_preprocessor.channel_conversion is teacher_dp.bgr_to_rgb is True
+    assert teacher_dp.bgr_to_rgb is True
+    # a BGR image (planes 10, 20, 30) reaches the teacher as RGB: R first, normalised
+    bgr = torch.stack([torch.full((32, 32), v, dtype=torch.uint8) for v in (10, 20, 30)])
+    seen = model.data_preprocessor(dict(inputs=[bgr], data_samples=[SegDataSample()]))
+    planes = seen['inputs'][0].flatten(1)
+    rgb = [(v - m) / s for v, m, s in zip((30, 20, 10), teacher_dp.mean, teacher_dp.std)]
+    torch.testing.assert_close(planes, torch.tensor(rgb).view(3, 1).expand_as(planes))
     log = record_log(monkeypatch)
     with torch.no_grad():
         model.loss(**model.data_preprocessor(batch([(32, 32)] * 2), training=True))

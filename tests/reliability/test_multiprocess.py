@@ -149,13 +149,13 @@ def test_resume_on_two_nodes_continues_the_run(tmp_path, ddp_run, synthetic_root
     ref = train_steps(read_scalars(ref_work)[0], 'lr', 'loss_wdpd', 'wdpd_alpha')
     resumed = train_steps(read_scalars(work)[0], 'lr', 'loss_wdpd', 'wdpd_alpha')
     assert sorted(resumed) == list(range(3, ITERS + 1)), out[-3000:]
-    for i in resumed:
-        assert resumed[i] == pytest.approx(ref[i], rel=1e-5), i
+    for i in resumed:  # number for number: same data, same augmentation, same steps
+        assert resumed[i] == ref[i], i
     ours = student_weights(osp.join(work, f'iter_{ITERS}.pth'))
     theirs = student_weights(osp.join(ref_work, f'iter_{ITERS}.pth'))
     assert ours.keys() == theirs.keys()
     for k in ours:
-        torch.testing.assert_close(ours[k], theirs[k], rtol=1e-5, atol=1e-6, msg=k)
+        assert torch.equal(ours[k], theirs[k]), k
 
 
 @pytest.mark.slow

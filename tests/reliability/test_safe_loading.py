@@ -1,11 +1,16 @@
-"""Safe loading: a teacher checkpoint that carries a pickled object outside the
-allow-list of mmseg_dfss.core.safe_load is refused before that object's code runs
-(through ADS scoring, the distiller and MMEngine's checkpoint loader), and the ADS score
-cache is plain JSON: a pickle planted in it is never unpickled."""
+"""Safe loading: a checkpoint that carries a pickled object outside the allow-list of
+mmseg_dfss.core.safe_load is refused before that object's code runs, in every place a
+run reads one (teacher_checkpoint through ADS scoring and the distiller, load_from,
+--resume, tools/test.py, tools/export_student.py, tools/ads_score.py,
+tools/compare_pools.py), with an error naming the file and the refused global; and the
+ADS score cache is plain JSON: a pickle planted in it is never unpickled."""
 import json
 import os
 import os.path as osp
 import pickle
+import re
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -15,6 +20,7 @@ from mmengine.registry import init_default_scope
 
 from mmseg_dfss.datasets import ADSDataset
 
+HERE = osp.dirname(osp.abspath(__file__))
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
 STUDENT = 'configs/students/deeplabv3_mbv2-tiny_synthetic.py'
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
@@ -67,8 +73,7 @@ def ads(repo_root, pool_dir, ckpt, cache_dir=None):
 def test_ads_refuses_a_teacher_checkpoint_with_a_foreign_pickled_object(repo_root, pool_dir,
                                                                        evil_ckpt):
     path, marker = evil_ckpt
-    with pytest.raises(pickle.UnpicklingError, match=r'(?s)Weights only load failed.*'
-                       r'GLOBAL posix\.mkdir'):
+    with pytest.raises(pickle.UnpicklingError, match=refusal(path)):
         ads(repo_root, pool_dir, path)
     assert not osp.exists(marker), 'the pickled payload ran'
 
@@ -78,27 +83,136 @@ def test_distiller_refuses_the_same_checkpoint(repo_root, evil_ckpt):
     path, marker = evil_ckpt
     model = DataFreeDistiller(teacher=osp.join(repo_root, TEACHER), teacher_checkpoint=path,
                               student=osp.join(repo_root, STUDENT))
-    with pytest.raises(pickle.UnpicklingError, match=r'GLOBAL posix\.mkdir'):
+    with pytest.raises(pickle.UnpicklingError, match=refusal(path)):
         model.train()  # the teacher's weights are loaded when training starts
     assert not osp.exists(marker)
 
 
-def test_refusal_names_the_checkpoint_file(repo_root, pool_dir, evil_ckpt):
-    path, _ = evil_ckpt
-    with pytest.raises(pickle.UnpicklingError, match='evil_teacher.pth'):
-        ads(repo_root, pool_dir, path)
-
-
 def test_mmengine_loader_used_by_resume_and_load_from_refuses_it(tmp_path):
     """Runner.resume/load_checkpoint (tools/train.py --resume, load_from) read
-    checkpoints with this function: restricted by the allow-list too."""
+    checkpoints with this function: restricted by the allow-list too, with no retry
+    in full (onedl-mmengine's own loader retries with weights_only=False)."""
     from mmengine.runner.checkpoint import _load_checkpoint
     marker = str(tmp_path / 'code_ran')
     path = str(tmp_path / 'iter_1.pth')
     torch.save({'meta': {'iter': 1}, 'state_dict': {}, 'payload': Payload(marker)}, path)
-    with pytest.raises(pickle.UnpicklingError, match=r'GLOBAL posix\.mkdir'):
+    with pytest.raises(pickle.UnpicklingError, match=refusal(path)):
         _load_checkpoint(path, map_location='cpu')
     assert not osp.exists(marker)
+
+
+def test_a_url_given_to_load_from_or_resume_is_refused_too(tmp_path, monkeypatch):
+    """MMEngine's http loader goes through torch.hub, which unpickles in full by default:
+    on main a URL in load_from ran the payload on both lines."""
+    from checkpoint_server import CheckpointServer
+    from mmengine.runner.checkpoint import _load_checkpoint
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    marker = str(tmp_path / 'code_ran')
+    torch.save({'meta': {'iter': 1}, 'state_dict': {}, 'payload': Payload(marker)},
+               str(tmp_path / 'iter_1.pth'))
+    with CheckpointServer(tmp_path) as server:
+        url = server.url('iter_1.pth')
+        with pytest.raises(pickle.UnpicklingError, match=refusal(url)):
+            _load_checkpoint(url, map_location='cpu')
+    assert not osp.exists(marker)
+
+
+@pytest.mark.parametrize('url', [
+    'x.pth', '/abs/x.pth', 'http://h/x.pth', 'https://h/x.pth', 's3://b/x.pth',
+    'cluster:s3://b/x.pth', 'petrel://b/x.pth', 'open-mmlab://x', 'openmmlab://x',
+    'torchvision://x', 'modelzoo://x', 'mmcls://x', 'pavi://x'])
+def test_every_scheme_mmengine_ships_reads_through_the_safe_loader(url):
+    from mmseg_dfss.core.safe_load import is_safe_loader
+    assert is_safe_loader(url)
+
+
+# ---- a payload planted where each tool reads a checkpoint (real processes) --------------
+
+
+def refusal(path):
+    """What every refusal says: the file, and the global it refused."""
+    return re.escape(path) + r"' refused: it pickles posix\.mkdir"
+
+
+PLACES = ['tools/test.py CKPT', 'load_from', '--resume', 'tools/export_student.py',
+          'tools/ads_score.py', 'tools/compare_pools.py']
+
+
+@pytest.fixture(scope='module')
+def planted(tmp_path_factory, teacher_ckpt):
+    """Per place, a checkpoint with a payload of its own (marker ``ran_<k>``): the
+    teacher's real weights (a DataFreeDistiller's student.* weights and config for
+    tools/export_student.py; for --resume the work dir's latest checkpoint)."""
+    root = tmp_path_factory.mktemp('planted')
+    state = torch.load(teacher_ckpt, weights_only=True)['state_dict']
+    work = root / 'work'
+    work.mkdir()
+    paths, markers = {}, {}
+    for k, place in enumerate(PLACES):
+        markers[place] = str(root / f'ran_{k}')
+        evil = dict(state_dict=state, meta=dict(iter=1, note=Payload(markers[place])))
+        paths[place] = str(root / f'evil_{k}.pth')
+        if place == 'tools/export_student.py':
+            evil = dict(state_dict={'student.' + k: v for k, v in state.items()},
+                        meta=dict(cfg='model = dict()', note=Payload(markers[place])))
+        elif place == '--resume':
+            paths[place] = str(work / 'iter_1.pth')
+            (work / 'last_checkpoint').write_text(paths[place])
+        torch.save(evil, paths[place])
+    return root, markers, paths
+
+
+def _scenes(root):
+    return [f'{k}_dataloader.dataset.data_root={root}/scenes' for k in ('train', 'val', 'test')]
+
+
+def _argv(place, path, repo_root, root, synthetic_root):
+    ads_cfg = osp.join(repo_root, 'configs/synthetic/ads_r18-tiny_synthetic-pool.py')
+    pool = f'{synthetic_root}/pool'
+    pool_opts = ['--cfg-options', f'train_dataloader.dataset.dataset.data_root={pool}',
+                 f'train_dataloader.dataset.cache_dir={root}/cache',
+                 'train_dataloader.dataset.num_samples=8']
+    return {
+        'tools/test.py CKPT': ['tools/test.py', TEACHER, path, '--work-dir', f'{root}/test',
+                               '--cfg-options', *_scenes(synthetic_root)],
+        'load_from': ['tools/train.py', TEACHER, '--work-dir', f'{root}/load_from',
+                      '--cfg-options', f'load_from={path}', *_scenes(synthetic_root)],
+        '--resume': ['tools/train.py', TEACHER, '--work-dir', f'{root}/work', '--resume',
+                     '--cfg-options', *_scenes(synthetic_root)],
+        'tools/export_student.py': ['tools/export_student.py', path, f'{root}/export'],
+        'tools/ads_score.py': ['tools/ads_score.py', ads_cfg, '--teacher-checkpoint', path,
+                               '--out', f'{root}/ads.csv', *pool_opts],
+        'tools/compare_pools.py': ['tools/compare_pools.py', ads_cfg, '--pools', f'pool={pool}',
+                                   '--teacher-checkpoint', path, '--original', 'none',
+                                   '--no-progress', '--out', f'{root}/compare', *pool_opts],
+    }[place]
+
+
+@pytest.fixture(scope='module')
+def tool_runs(planted, repo_root, synthetic_root):
+    """Each tool run on its planted checkpoint (tests/reliability/run_tools.py: all in one
+    process, one after the other; each stops where it reads the checkpoint)."""
+    root, _, paths = planted
+    with open(root / 'places.json', 'w') as f:
+        json.dump({place: _argv(place, paths[place], repo_root, str(root), synthetic_root)
+                   for place in PLACES}, f)
+    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, osp.join(HERE, 'run_tools.py'),
+                           str(root / 'places.json'), str(root / 'results.json')],
+                          cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(root / 'results.json') as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize('place', PLACES)
+def test_a_payload_planted_where_a_tool_reads_a_checkpoint_never_runs(place, tool_runs,
+                                                                      planted):
+    _, markers, paths = planted
+    ended = tool_runs[place]
+    assert not osp.exists(markers[place]), f'the payload ran ({place}): {ended}'
+    assert ended['type'] == 'CheckpointRefusedError', ended
+    assert re.search(refusal(paths[place]), ended['message']), ended
 
 
 def _one_line_pickle(marker):
