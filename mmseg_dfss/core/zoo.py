@@ -48,14 +48,13 @@ def describe_installed(package):
     distribution and version of any other installed package."""
     from importlib import metadata
 
-    from ..utils.stack import DISTRIBUTIONS, installed_distributions
-    if package in DISTRIBUTIONS:
-        maintained, legacy = DISTRIBUTIONS[package]
-        found = installed_distributions()
-        for dist in (maintained, ) + legacy:
+    from ..utils.stack import DISTRIBUTIONS, MAINTAINED, installed_distributions
+    found = installed_distributions()
+    for line, provides in DISTRIBUTIONS.items():
+        for dist in provides.get(package, ()):
             if dist in found:
-                line = 'the maintained line' if dist == maintained else 'the 1.2 line'
-                return f'{dist} {found[dist]}, {line}'
+                name = 'the maintained line' if line == MAINTAINED else f'the {line} line'
+                return f'{dist} {found[dist]}, {name}'
     dists = metadata.packages_distributions().get(package) or []
     for dist in dists:
         try:
