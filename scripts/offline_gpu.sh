@@ -33,14 +33,12 @@ WHEELS=$OFFLINE/wheels
 PYTHON=${PYTHON:-python3}
 
 # the maintained line's onedl-* requirements as mmseg_dfss/utils/stack.py declares them
-# (REQUIREMENTS, which setup.py's extras use), else the versions tested; the project
-# itself is built from this tree
+# (REQUIREMENTS, which setup.py's extras use); the project itself is built from this tree
 read_stack() {
   (cd "$REPO" && "$PYTHON" -c "
 scope = {}
 exec(open('mmseg_dfss/utils/stack.py').read(), scope)
-specs = scope.get('REQUIREMENTS', {}).get(scope.get('MAINTAINED', 'maintained')) or [
-    'onedl-mmengine==0.10.12', 'onedl-mmcv==2.3.6', 'onedl-mmsegmentation==1.4.2']
+specs = scope['REQUIREMENTS'][scope['MAINTAINED']]
 print(' '.join(s for s in specs if s.startswith('onedl-')))")
 }
 # their pure-Python requirements (and this project's) that a torch image may lack;
