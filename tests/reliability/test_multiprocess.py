@@ -79,7 +79,8 @@ def probes(work):
 
 
 def student_weights(path):
-    state = torch.load(path, map_location='cpu')['state_dict']
+    from mmseg_dfss.core.safe_load import safe_torch_load
+    state = safe_torch_load(path, map_location='cpu')['state_dict']
     return {k: v for k, v in state.items() if k.startswith('student.')}
 
 
