@@ -57,3 +57,38 @@ def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
     torch.save({'state_dict': {}, 'payload': GetattrGadget()}, path)
     with pytest.raises(pickle.UnpicklingError, match='refusing getattr'):
         torch.load(path)
+
+
+class HistoryBufferInitGadget:
+    """Pickles as getattr(HistoryBuffer, '__init__'): HistoryBuffer itself is allowed."""
+
+    def __reduce__(self):
+        from mmengine.logging import HistoryBuffer
+        return getattr, (HistoryBuffer, '__init__')
+
+
+class NumpyFromfileGadget:
+    """Pickles as numpy.fromfile(path): numpy, but not one of the allowed containers."""
+
+    def __reduce__(self):
+        return np.fromfile, ('/etc/hostname', )
+
+
+@pytest.mark.skipif(not hasattr(torch.serialization, 'add_safe_globals'),
+                    reason='torch < 2.4 does not restrict torch.load')
+def test_refusals_follow_the_allow_list_on_the_checkpoint_route(tmp_path):
+    """What only the project's allow-list decides, through MMEngine's checkpoint loader
+    (the route of ``--resume``, ``load_from`` and ``tools/test.py``): gadgets next to
+    its entries (a private ``HistoryBuffer`` attribute, a numpy callable other than
+    the containers) and a foreign class are refused, while an MMEngine checkpoint
+    loads. An allow-list grown too wide, or a fallback to full unpickling, fails here."""
+    good = str(tmp_path / 'good.pth')
+    _mmengine_like_checkpoint(good)
+    for gadget, named in ((HistoryBufferInitGadget(), r"getattr\(HistoryBuffer, '__init__'\)"),
+                          (NumpyFromfileGadget(), r'numpy\.fromfile'),
+                          (NotAllowed(), 'NotAllowed')):
+        path = str(tmp_path / f'{type(gadget).__name__}.pth')
+        torch.save({'state_dict': {'w': torch.ones(1)}, 'payload': gadget}, path)
+        with pytest.raises(pickle.UnpicklingError, match=named):
+            _load_checkpoint(path, map_location='cpu')
+        assert _load_checkpoint(good, map_location='cpu')['meta']['seed'] == 7
