@@ -254,7 +254,7 @@ def test_cache_keys_follow_contents_not_paths(pool_dir, teacher_cfg, ckpt, tmp_p
     np.testing.assert_allclose(np.delete(rewritten.result.scores, 2),
                                np.delete(again.result.scores, 2), rtol=1e-6)
 
-    # 'random' with a cache: another seed draws again, the first seed's keys are reused
+    # 'random' with a cache: another seed draws its own keys, not the first seed's cached ones
     rnd = dict(kw, strategy='random')
     seed0 = ads(pool_dir, teacher_cfg, None, tmp_path, seed=0, **rnd)
     seed1 = ads(pool_dir, teacher_cfg, None, tmp_path, seed=1, **rnd)
