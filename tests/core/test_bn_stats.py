@@ -1,11 +1,9 @@
 """BN statistics distance of ADS (Eq. 9): per sample, layer input, early exit."""
 import os.path as osp
 
-import numpy as np
 import pytest
 import torch
-from model_utils import randomise_bn
-from torch.nn.modules.batchnorm import _BatchNorm
+from model_utils import eq9_distance, randomise_bn
 
 from mmseg_dfss.core import BNStatsDistance, build_frozen_segmentor, select_bn_layers
 
@@ -20,24 +18,8 @@ def teacher(repo_root):
 
 
 def independent_d(model, x, prefix='backbone.'):
-    """Eq. 9 for one sample, computed apart from the library: forward hooks on
-    every BN layer, full forward, numpy statistics."""
-    inputs = {}
-    handles = [m.register_forward_hook(lambda mod, a, out, n=n: inputs.__setitem__(n, a[0]))
-               for n, m in model.named_modules()
-               if isinstance(m, _BatchNorm) and n.startswith(prefix)]
-    with torch.no_grad():
-        model(x, None, mode='tensor')
-    for h in handles:
-        h.remove()
-    mods = dict(model.named_modules())
-    total = 0.0
-    for n, feat in inputs.items():
-        f = feat[0].numpy().astype(np.float64).reshape(feat.shape[1], -1)
-        rm = mods[n].running_mean.numpy().astype(np.float64)
-        rv = mods[n].running_var.numpy().astype(np.float64)
-        total += np.linalg.norm(f.mean(1) - rm) + np.linalg.norm(f.var(1) - rv)
-    return total, len(inputs)
+    """Eq. 9 for one sample, computed apart from the library (tests/model_utils.py)."""
+    return eq9_distance(model, x, prefix)
 
 
 def test_distance_matches_independent_per_sample_computation(teacher):
@@ -81,13 +63,19 @@ def test_early_exit_decode_head_never_runs(teacher):
 
 
 def test_all_layers_include_decode_head_and_skip_layers_that_never_run(teacher):
+    x = torch.randn(2, 3, 32, 32)
     with BNStatsDistance(teacher, 'all') as bn:
-        d_all = bn(torch.randn(2, 3, 32, 32))
+        d_all = bn(x)
         names = bn.layer_names
     assert any(n.startswith('decode_head.') for n in names)
     # the auxiliary head does not run in the tensor forward: its layers are left out
     assert not any(n.startswith('auxiliary_head.') for n in names)
-    assert torch.isfinite(d_all).all()
+    for i in range(2):  # Eq. 9 over every BN layer that runs, computed apart
+        ref, n_layers = independent_d(teacher, x[i:i + 1], prefix='')
+        assert n_layers == len(names)
+        assert d_all[i].item() == pytest.approx(ref, rel=1e-5)
+    with BNStatsDistance(teacher, 'backbone') as bn:
+        assert (d_all > bn(x)).all()  # the head's layers add to the backbone's
 
 
 def test_layer_selection_by_regex_and_errors(teacher):

@@ -100,3 +100,29 @@ def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path, owner, 
         with pytest.raises(pickle.UnpicklingError, match=refused):
             safe_torch_load(path)
         assert getattr in torch.serialization.get_safe_globals()  # restored afterwards
+
+
+class NumpyFromfileGadget:
+    """Pickles as numpy.fromfile(path): numpy, but not one of the allowed containers."""
+
+    def __reduce__(self):
+        return np.fromfile, ('/etc/hostname', )
+
+
+@needs_allow_list
+def test_refusals_follow_the_allow_list_on_the_checkpoint_route(tmp_path):
+    """What only the project's allow-list decides, through MMEngine's checkpoint loader
+    (the route of ``--resume``, ``load_from`` and ``tools/test.py``): gadgets next to
+    its entries (a private ``HistoryBuffer`` attribute, a numpy callable other than
+    the containers) and a foreign class are refused, while an MMEngine checkpoint
+    loads. An allow-list grown too wide, or a fallback to full unpickling, fails here."""
+    good = str(tmp_path / 'good.pth')
+    _mmengine_like_checkpoint(good)
+    gadgets = ((GetattrGadget(HistoryBuffer, '__init__'), r"getattr\(HistoryBuffer, '__init__'\)"),
+               (NumpyFromfileGadget(), r'numpy\.fromfile'), (NotAllowed(), 'NotAllowed'))
+    for gadget, named in gadgets:
+        path = str(tmp_path / f'{type(gadget).__name__}.pth')
+        torch.save({'state_dict': {'w': torch.ones(1)}, 'payload': gadget}, path)
+        with pytest.raises(pickle.UnpicklingError, match=named):
+            _load_checkpoint(path, map_location='cpu')
+        assert _load_checkpoint(good, map_location='cpu')['meta']['seed'] == 7

@@ -3,16 +3,17 @@ import os
 import os.path as osp
 import pickle
 
+import cv2
 import mmcv
 import numpy as np
 import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
-from model_utils import randomise_bn
+from model_utils import eq9_distance, randomise_bn
 from torch.utils.data import DataLoader
 
-from mmseg_dfss.core import BNStatsDistance, PoolScorer, build_frozen_segmentor, eq11_weights
+from mmseg_dfss.core import PoolScorer, build_frozen_segmentor, eq11_weights
 from mmseg_dfss.core.pool_scorer import select_lowest
 from mmseg_dfss.datasets import ADSDataset
 
@@ -81,17 +82,17 @@ def test_scores_equal_each_image_scored_alone_any_batch_size(pool_dir, teacher_c
     results = [PoolScorer(teacher_cfg, ckpt, score_pipeline=SCORE_PIPELINE, batch_size=bs,
                           progress=False, max_unreadable=0.5).score(pool) for bs in (1, 3, 16)]
     # reference: every image alone through the teacher's preprocessor and BN hooks
+    # (Eq. 9 in numpy, tests/model_utils.py)
     model = build_frozen_segmentor(teacher_cfg, ckpt)
-    with BNStatsDistance(model) as bn:
-        for i, path in enumerate(results[0].paths):
-            if 'bad_' in path:
-                continue
-            img = mmcv.imread(path)
-            data = model.data_preprocessor(
-                dict(inputs=[torch.from_numpy(img).permute(2, 0, 1).contiguous()]), False)
-            ref = bn(data['inputs']).item()
-            for r in results:
-                assert r.scores[i] == pytest.approx(ref, rel=1e-6), (path, r)
+    for i, path in enumerate(results[0].paths):
+        if 'bad_' in path:
+            continue
+        img = mmcv.imread(path)
+        data = model.data_preprocessor(
+            dict(inputs=[torch.from_numpy(img).permute(2, 0, 1).contiguous()]), False)
+        ref, _ = eq9_distance(model, data['inputs'])
+        for r in results:
+            assert r.scores[i] == pytest.approx(ref, rel=1e-5), (path, r)
     assert all(len(r.errors) == 3 for r in results)
 
 
@@ -204,6 +205,65 @@ def test_cache_reuse_invalidation_and_resume(pool_dir, teacher_cfg, ckpt, tmp_pa
     assert len(scored[-1]) == 13
     ads(pool_dir, teacher_cfg, ckpt, tmp_path)
     assert scored[-1] == []  # the original setup's cache is still valid
+
+
+def test_cache_keys_follow_contents_not_paths(pool_dir, teacher_cfg, ckpt, tmp_path,
+                                             monkeypatch):
+    """The cache is keyed on what is scored, not on file names: a teacher overwritten
+    in place, a pool image rewritten in place (same size in bytes, later mtime) and
+    another ``seed`` of ``'random'`` are each scored again, never served stale."""
+    import shutil
+    scored = []
+    real_run = PoolScorer._run
+
+    def spy(self, pool, plan, *args):
+        scored.append(sorted(i for _, idx in plan for i in idx))
+        return real_run(self, pool, plan, *args)
+
+    monkeypatch.setattr(PoolScorer, '_run', spy)
+    pool = tmp_path / 'pool'
+    pool.mkdir()
+    for i in range(4):  # uncompressed PNGs: a rewrite keeps the size in bytes
+        img = mmcv.imread(osp.join(pool_dir, f'img{i:02d}.png'))
+        mmcv.imwrite(img, str(pool / f'img{i:02d}.png'), [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    teacher = str(tmp_path / 'teacher.pth')
+    shutil.copyfile(ckpt, teacher)
+    kw = dict(dataset=pool_cfg(str(pool)), num_samples=2, max_unreadable=0.0)
+    first = ads(pool_dir, teacher_cfg, teacher, tmp_path, **kw)
+    assert scored[-1] == [0, 1, 2, 3]
+
+    # the teacher's file overwritten in place with other weights: every image again
+    other = build_frozen_segmentor(teacher_cfg, ckpt)
+    randomise_bn(other, seed=1)
+    torch.save({'state_dict': other.state_dict()}, teacher)
+    again = ads(pool_dir, teacher_cfg, teacher, tmp_path, **kw)
+    assert scored[-1] == [0, 1, 2, 3]
+    assert not np.allclose(again.result.scores, first.result.scores, rtol=1e-3)
+
+    # one image rewritten in place (other pixels, same size in bytes, later mtime)
+    path = str(pool / 'img02.png')
+    size, mtime = os.stat(path).st_size, os.stat(path).st_mtime_ns
+    img = mmcv.imread(path)
+    mmcv.imwrite(255 - img, path, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))
+    assert os.stat(path).st_size == size
+    rewritten = ads(pool_dir, teacher_cfg, teacher, tmp_path, **kw)
+    assert 2 in scored[-1]
+    assert abs(rewritten.result.scores[2] - again.result.scores[2]) > \
+        1e-3 * abs(again.result.scores[2])
+    np.testing.assert_allclose(np.delete(rewritten.result.scores, 2),
+                               np.delete(again.result.scores, 2), rtol=1e-6)
+
+    # 'random' with a cache: another seed draws its own keys, not the first seed's cached ones
+    rnd = dict(kw, strategy='random')
+    seed0 = ads(pool_dir, teacher_cfg, None, tmp_path, seed=0, **rnd)
+    seed1 = ads(pool_dir, teacher_cfg, None, tmp_path, seed=1, **rnd)
+    uncached = ads(pool_dir, teacher_cfg, None, tmp_path, seed=1, cache_dir=None, **rnd)
+    np.testing.assert_array_equal(seed1.result.scores, uncached.result.scores)
+    assert list(seed1.selected) == list(uncached.selected)
+    assert not np.array_equal(seed1.result.scores, seed0.result.scores)
+    again0 = ads(pool_dir, teacher_cfg, None, tmp_path, seed=0, **rnd)
+    np.testing.assert_array_equal(again0.result.scores, seed0.result.scores)
 
 
 def test_lazy_init_pickling_and_dataloader_workers(pool_dir, teacher_cfg, ckpt, tmp_path):

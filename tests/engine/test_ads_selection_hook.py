@@ -1,4 +1,6 @@
 """ADSSelectionHook: a resumed run must train on the ADS selection it started with."""
+import contextlib
+import logging
 import os
 import os.path as osp
 import re
@@ -33,6 +35,21 @@ def teacher_ckpt(tmp_path_factory, repo_root):
     return path
 
 
+@contextlib.contextmanager
+def captured_warnings():
+    """The WARNING messages MMEngine's current logger emits inside the block."""
+    from mmengine.logging import MMLogger
+    found = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: found.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+
+
 def _runner(repo_root, pool_root, cache, ckpt):
     dataset = ADSDataset(
         dataset=dict(type='UnlabeledImageDataset', data_prefix=dict(img_path=pool_root),
@@ -56,7 +73,10 @@ def test_checkpoint_carries_the_selection_and_resume_checks_it(tmp_path, repo_ro
     assert saved['num_samples'] == 3 and saved['strategy'] == 'ads'
 
     # same pool: the resumed run rebuilds the same selection and goes on
-    hook.after_load_checkpoint(_runner(repo_root, pool, str(tmp_path / 'cache'), teacher_ckpt), checkpoint)
+    with captured_warnings() as warnings:
+        ADSSelectionHook(on_mismatch='warn').after_load_checkpoint(
+            _runner(repo_root, pool, str(tmp_path / 'cache'), teacher_ckpt), checkpoint)
+    assert warnings == []
 
     # a kept image removed from the pool: the selection changes, resume is refused
     kept = runner._train_loop.dataloader.dataset
@@ -64,7 +84,12 @@ def test_checkpoint_carries_the_selection_and_resume_checks_it(tmp_path, repo_ro
     changed = _runner(repo_root, pool, str(tmp_path / 'cache'), teacher_ckpt)
     with pytest.raises(RuntimeError, match='ADS selection differs from the checkpoint'):
         hook.after_load_checkpoint(changed, checkpoint)
-    ADSSelectionHook(on_mismatch='warn').after_load_checkpoint(changed, checkpoint)
+    # on_mismatch='warn': the run goes on, with one warning that names both selections
+    with captured_warnings() as warnings:
+        ADSSelectionHook(on_mismatch='warn').after_load_checkpoint(changed, checkpoint)
+    assert len(warnings) == 1, warnings
+    assert re.search(r'ADS selection differs from the checkpoint.s: it kept 3 images '
+                     r'\(ads\), now 3 \(ads\) with other images.*; continuing$', warnings[0])
 
 
 def test_without_ads_dataset_or_built_loop_it_does_nothing():

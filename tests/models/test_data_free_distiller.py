@@ -86,7 +86,27 @@ def test_gradients_reach_only_the_student(repo_root, teacher_ckpt):
     model = build(repo_root, teacher_ckpt)
     model.train()
     data = model.data_preprocessor(batch(), training=True)
-    losses = model.loss(**data)
+    # inputs that carry a graph (as a generator's images would): no autograd graph may
+    # reach the teacher's activations, while the student's build one
+    inputs = data['inputs'].float().requires_grad_(True)
+    graph = {'teacher': [], 'student': []}
+
+    def watch(part):
+        def hook(module, args, out):
+            outs = out if isinstance(out, (tuple, list)) else [out]
+            graph[part] += [(torch.is_grad_enabled(), o.requires_grad or o.grad_fn is not None)
+                            for o in outs if isinstance(o, torch.Tensor)]
+        return hook
+
+    handles = [m.register_forward_hook(watch(part)) for part in graph
+               for m in getattr(model, part).modules()]
+    try:
+        losses = model.loss(inputs, data['data_samples'])
+    finally:
+        for h in handles:
+            h.remove()
+    assert graph['teacher'] and not any(g or r for g, r in graph['teacher'])
+    assert graph['student'] and all(r for _, r in graph['student'])
     losses['loss_wdpd'].backward()
     assert all(p.grad is None for p in model.teacher.parameters())
     grads = [p.grad for p in model.student.parameters() if p.requires_grad]

@@ -3,12 +3,12 @@ tools/dist_train.sh trains on 2 processes with DDP; its mid-run checkpoint resum
 with --resume on 2 "nodes" of one process each (dist_train.sh with NNODES/NODE_RANK/
 MASTER_ADDR on this machine) and continues the run number for number (WDPD alpha,
 lr, loss, final weights). Slow: the 2-process checkpoint resumes in 1 process.
-(The 2-process tools/ads_score.py run equal to a 1-process run is
-tests/tools/test_ads_score.py::test_two_process_gloo_run_equals_one_process.)"""
+(The 2-process tools/ads_score.py run equal to a 1-process run, each rank scoring its
+share, is test_two_process_gloo_run_resumes_a_partial_cache_each_rank_its_share in
+tests/tools/test_ads_score.py.)"""
 import json
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
 
@@ -78,6 +78,17 @@ def probes(work):
     return found
 
 
+def cache_lines(work):
+    """{score cache part file: its number of lines} under ``<work>/ads_cache``."""
+    found = {}
+    for d, _, files in os.walk(osp.join(work, 'ads_cache')):
+        for name in files:
+            if name.startswith('part-'):
+                with open(osp.join(d, name)) as f:
+                    found[osp.relpath(osp.join(d, name), work)] = sum(1 for _ in f)
+    return found
+
+
 def student_weights(path):
     from mmseg_dfss.core.safe_load import safe_torch_load
     state = safe_torch_load(path, map_location='cpu')['state_dict']
@@ -120,8 +131,17 @@ def test_dist_train_sh_trains_ddp_on_two_processes(ddp_run):
     train, val = read_scalars(work)
     steps = train_steps(train, 'lr', 'loss_wdpd', 'wdpd_alpha')
     assert sorted(steps) == list(range(1, ITERS + 1)), out[-3000:]
+    # Eq. 13 with I = 4, r = 1/2: alpha_i(t) = w_i + (1 - w_i) t / 2 for t <= 2, else 1,
+    # t = 0, 1, 2, 3 at iterations 1-4; the log holds rank 0's batch mean (2 samples)
+    w = ranks[0]['ads_weights']
+
+    def eq13(shift):
+        return [sum(min(1.0, wi + (1 - wi) * (t + shift) / 2) for wi in w[2 * t:2 * t + 2]) / 2
+                for t in range(ITERS)]
+
     alphas = [steps[i][2] for i in sorted(steps)]
-    assert alphas[0] < alphas[1] <= 1.0 and alphas[2:] == [1.0, 1.0]  # Eq. 13's ramp
+    assert alphas == pytest.approx(eq13(0), rel=1e-6, abs=1e-7)
+    assert eq13(1) != pytest.approx(eq13(0), rel=1e-3)  # t off by one would not match
     assert [0 <= r['mIoU'] <= 100 for r in val if 'mIoU' in r] == [True]
     for name in ('iter_2.pth', f'iter_{ITERS}.pth', 'student/student.pth'):
         assert osp.isfile(osp.join(work, name)), name
@@ -143,10 +163,17 @@ def test_resume_on_two_nodes_continues_the_run(tmp_path, ddp_run, synthetic_root
                                            MASTER_ADDR='127.0.0.1', PORT=port),
                               log=str(tmp_path / f'node{r}.log'))
              for r in (0, 1)]
+    cache_before = cache_lines(ref_work)
     out = ''.join(finish(p) for p in nodes)
     ranks = probes(work)
     assert [(p['world_size'], p['start_iter']) for p in ranks.values()] == [(2, 2), (2, 2)]
-    assert 'reusing 64/64 scores' in out
+    # no image scored again (the cache gained no line), the same ADS selection, and
+    # iterations 3-4 of each rank see the samples of the uninterrupted run
+    assert cache_lines(ref_work) == cache_before and sum(cache_before.values()) == 64
+    ref_ranks = probes(ref_work)
+    for r in (0, 1):
+        assert ranks[r]['selected'] == ref_ranks[r]['selected']
+        assert ranks[r]['pool_indices'] == ref_ranks[r]['pool_indices'][4:]
     ref = train_steps(read_scalars(ref_work)[0], 'lr', 'loss_wdpd', 'wdpd_alpha')
     resumed = train_steps(read_scalars(work)[0], 'lr', 'loss_wdpd', 'wdpd_alpha')
     assert sorted(resumed) == list(range(3, ITERS + 1)), out[-3000:]
@@ -163,8 +190,8 @@ def test_resume_on_two_nodes_continues_the_run(tmp_path, ddp_run, synthetic_root
 def test_two_process_training_resumes_in_one_process(tmp_path, ddp_run, synthetic_root,
                                                      teacher_ckpt, probe_config, repo_root,
                                                      tool):
-    ref_work, ref_out = ddp_run
-    kept = re.search(r'ADS \(ads\): kept 16 of 64 .*', ref_out).group(0)
+    ref_work, _ = ddp_run
+    cache_before = cache_lines(ref_work)
     work = str(tmp_path / 'one')
     proc = tool('tools/train.py', probe_config, '--work-dir', work, '--resume',
                 '--cfg-options', *tiny_options(synthetic_root, teacher_ckpt, work,
@@ -178,7 +205,7 @@ def test_two_process_training_resumes_in_one_process(tmp_path, ddp_run, syntheti
     assert (probe['world_size'], probe['start_iter'], probe['ddp']) == (1, ITERS, False)
     steps = train_steps(read_scalars(work)[0], 'lr', 'loss_wdpd', 'wdpd_alpha')
     assert sorted(steps) == [ITERS + 1, ITERS + 2], out[-3000:]
-    assert 'reusing 64/64 scores' in out  # the pool is not scored again
-    assert kept in out  # same selection: same kept scores and sub-domain mix
+    assert cache_lines(ref_work) == cache_before  # the pool is not scored again
+    assert probe['selected'] == probes(ref_work)[0]['selected']  # the same ADS selection
     assert osp.isfile(osp.join(work, f'iter_{ITERS + 2}.pth'))
 

@@ -88,17 +88,56 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_gloo_run_equals_one_process(setup, single_run, repo_root):
+# tools/ads_score.py with rank 1 slow to read the score cache (as a slow node would):
+# the delay is injected into ScoreCache.load before the tool runs
+SLOW_RANK1 = """import os, runpy, sys, time
+from mmseg_dfss.core.score_cache import ScoreCache
+real_load = ScoreCache.load
+def slow_load(self):
+    if os.environ.get('RANK') == '1':
+        time.sleep(1)
+    return real_load(self)
+ScoreCache.load = slow_load
+sys.argv = [sys.argv[1]] + sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def _cache_lines(folder, rank):
+    """Pool indices of the score lines in ``part-<rank>.jsonl``, in file order."""
+    path = osp.join(folder, f'part-{rank}.jsonl')
+    if not osp.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line)['i'] for line in f if line.strip()]
+
+
+def test_two_process_gloo_run_resumes_a_partial_cache_each_rank_its_share(
+        setup, single_run, repo_root, tmp_path):
+    """2 processes resume the 1-process run's cache cut to its first 16 lines: the
+    other 48 images are scored once each, split between the ranks (each appends
+    only its own share to its part file), and the CSV equals the 1-process one."""
+    import shutil
     root, cfg = setup
     one = single_run[0]
-    # no cache: both ranks really score their shard (also checks --cfg-options)
-    no_cache = 'train_dataloader.dataset.cache_dir=None'
+    (folder, ) = [d for d in os.listdir(root / 'cache') if d.startswith('ads-')]
+    cache = tmp_path / 'cache'
+    os.makedirs(cache / folder)
+    shutil.copyfile(root / 'cache' / folder / 'meta.json', cache / folder / 'meta.json')
+    with open(root / 'cache' / folder / 'part-0.jsonl') as f:
+        lines = f.readlines()
+    assert len(lines) == 64
+    (cache / folder / 'part-0.jsonl').write_text(''.join(lines[:16]))
+    kept = _cache_lines(cache / folder, 0)
+    wrapper = tmp_path / 'slow_rank1.py'
+    wrapper.write_text(SLOW_RANK1)
     two = root / 'two.csv'
     env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1')
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={_free_port()}', osp.join(repo_root, 'tools/ads_score.py'), cfg,
-         '--launcher', 'pytorch', '--out', str(two), '--cfg-options', no_cache],
+         f'--master_port={_free_port()}', str(wrapper), osp.join(repo_root, 'tools/ads_score.py'),
+         cfg, '--launcher', 'pytorch', '--out', str(two), '--cfg-options',
+         f'train_dataloader.dataset.cache_dir={cache}'],
         cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     h1, r1 = read_csv(one)
@@ -107,6 +146,15 @@ def test_two_process_gloo_run_equals_one_process(setup, single_run, repo_root):
     assert [(r[0], r[1], r[4]) for r in r1] == [(r[0], r[1], r[4]) for r in r2]
     for a, b in zip(r1, r2):
         assert float(a[2]) == pytest.approx(float(b[2]), rel=1e-6)
+    # each rank scored its share of the 48 missing images, and only its share
+    part0, part1 = _cache_lines(cache / folder, 0), _cache_lines(cache / folder, 1)
+    assert part0[:16] == kept
+    new0, new1 = part0[16:], part1
+    missing = set(range(64)) - set(kept)
+    assert len(new0) == len(set(new0)) and len(new1) == len(set(new1))
+    assert not set(new0) & set(new1), 'an image was scored on both ranks'
+    assert set(new0) | set(new1) == missing
+    assert new0 and new1 and abs(len(new0) - len(new1)) <= 5  # whole batches of 5
 
 
 def test_slurm_launcher_runs_on_a_cpu_only_torch(setup, single_run, repo_root, tmp_path):

@@ -1,7 +1,9 @@
 """The README's run command in a tiny setting: the whole DFSS pipeline end to end
 (about a dozen tool runs: marked slow, CI runs it with the other slow tests)."""
+import csv
 import json
 import os.path as osp
+from collections import Counter
 
 import pytest
 from PIL import Image
@@ -14,15 +16,47 @@ def _valid_png(path):
         im.load()
 
 
+def _cells(table, first):
+    """The cells after the first of the one table row that starts with ``first``."""
+    (line, ) = [x for x in table.splitlines() if x.startswith(f'| {first} |')]
+    return [c.strip() for c in line.strip().strip('|').split('|')][1:]
+
+
+def _miou(path):
+    """The mIoU (%) a model's test run wrote, as the table prints it."""
+    with open(path) as f:
+        return f"{json.load(f)['mIoU']:.1f}"
+
+
 @pytest.mark.slow
 def test_tiny_demo_runs_end_to_end_and_is_reused(tmp_path, tool):
     work = str(tmp_path / 'demo')
     proc = tool('tools/demo.py', '--tiny', '--work-dir', work)
     with open(osp.join(work, 'results.md')) as f:
         table = f.read()
-    for row in ('| Teacher DeepLabV3-R18-tiny |', '| Student DeepLabV3-MBv2-tiny |',
-                '| Student DFSS (ADS + WDPD) |', '| ads |', '| random |', '| confidence |'):
-        assert row in table
+    # each model's row holds that model's test mIoU
+    assert _cells(table, 'Teacher DeepLabV3-R18-tiny') == [
+        'rooms + labels', _miou(osp.join(work, 'teacher', 'test_metrics.json'))]
+    assert _cells(table, 'Student DeepLabV3-MBv2-tiny') == [
+        'rooms + labels (upper reference)',
+        _miou(osp.join(work, 'student_labels', 'test_metrics.json'))]
+    assert _cells(table, 'Student DFSS (ADS + WDPD)') == [
+        'pool only, no labels',
+        _miou(osp.join(work, 'dfss', 'ads_wdpd_seed0', 'student', 'test_metrics.json'))]
+    # each sampler's row: the sub-domains of the eps = 24 images its CSV marks kept
+    with open(osp.join(work, 'data', 'pool', 'pool.csv'), newline='') as f:
+        tags = {r['filename']: r['subdomain'] for r in csv.DictReader(f)}
+    mixes = {}
+    for strategy in ('ads', 'random', 'confidence'):
+        with open(osp.join(work, 'ads', f'scores_{strategy}.csv'), newline='') as f:
+            kept = [r['img_path'] for r in csv.DictReader(f) if r['selected'] == '1']
+        found = Counter(tags[name] for path in kept for name in tags
+                        if path.endswith(osp.sep + name))
+        assert sum(found.values()) == len(kept) == 24
+        mixes[strategy] = [str(found.get(k, 0)) for k in
+                           ('near_rooms', 'streets', 'objects', 'textures')]
+        assert _cells(table, strategy) == mixes[strategy]
+    assert mixes['ads'] != mixes['random']
     assert table in proc.stdout  # printed, not only written
     # the DFSS student was evaluated through its plain-MMSeg export
     assert osp.isfile(osp.join(work, 'dfss', 'ads_wdpd_seed0', 'student', 'student.pth'))

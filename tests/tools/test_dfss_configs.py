@@ -5,8 +5,10 @@ CamVid and COCO layouts with random-init teacher checkpoints; sizes are shrunk w
 exactly the keys they name (checked fast); running each of them is marked slow."""
 import functools
 import glob
+import json
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 from dataset_layouts import make_camvid, make_coco, make_nyuv2_toolkit
@@ -113,11 +115,39 @@ def run_two_iterations(config, layouts, tmp_path, tool):
     steps = train_steps(train, 'loss', 'loss_wdpd', 'wdpd_alpha')  # finite numbers
     assert sorted(steps) == [1, 2], out[-3000:]
     assert all(loss > 0 and 0 <= alpha <= 1 for _, loss, alpha in steps.values()), steps
+    # the batch mean of alpha_i(t), I = 2 iterations of 2 of the eps = 4 kept images:
+    # vanilla 1; wdd w_i (Eq. 10); wdpd w_i at t = 0 and 1 at t = 1 = r*I (Eq. 13)
+    alphas = [steps[i][2] for i in (1, 2)]
+    mode = cfg.model.distill_loss.mode
+    if mode == 'vanilla' or cfg.train_dataloader.dataset.type != 'ADSDataset':
+        assert alphas == pytest.approx([1.0, 1.0], rel=1e-6)
+    else:
+        w = kept_eq11_weights(work)
+        pairs = [(a + b) / 2 for k, a in enumerate(w) for b in w[k + 1:]]
+        assert any(alphas[0] == pytest.approx(p, rel=1e-6) for p in pairs), (alphas, w)
+        second = np.mean(w) * 2 - alphas[0] if mode == 'wdd' else 1.0  # the other pair
+        assert alphas[1] == pytest.approx(second, rel=1e-5), (alphas, w)
     assert [0 <= r['mIoU'] <= 100 for r in val if 'mIoU' in r] == [True], val
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
-    assert osp.isfile(osp.join(work, 'student', 'student.pth'))
     assert osp.isfile(osp.join(work, 'student', 'student_config.py'))
+    # the exported student is the trained one, weight for weight
+    trained = torch.load(osp.join(work, 'epoch_1.pth'), weights_only=False)['state_dict']
+    exported = torch.load(osp.join(work, 'student', 'student.pth'))['state_dict']
+    assert set(exported) == {k[len('student.'):] for k in trained if k.startswith('student.')}
+    for k, v in exported.items():
+        assert torch.equal(v, trained['student.' + k]), k
     return out
+
+
+def kept_eq11_weights(work):
+    """Eq. 11 over the eps = 4 lowest scores in the run's ADS cache (numpy)."""
+    scores = []
+    for path in glob.glob(osp.join(work, 'ads_cache', '*', 'part-*.jsonl')):
+        with open(path) as f:
+            scores += [json.loads(line)['score'] for line in f if line.strip()]
+    d = np.sort(np.array([s for s in scores if isinstance(s, float)]))[:4]
+    assert d.size == 4 and d[-1] > d[0], d
+    return list(1 - (d - d[0]) / (d[-1] - d[0]))
 
 
 # the default suite runs one DFSS and the KD config; the other two main configs

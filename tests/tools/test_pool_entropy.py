@@ -49,6 +49,21 @@ def test_grey_entropy_is_shannon_entropy_in_bits(tmp_path, entropy_tool):
     assert entropy_tool.grey_entropy(str(tmp_path / 'missing.png')) is None
 
 
+def test_colour_images_are_converted_to_grey_by_itu_r_601_luma(tmp_path, entropy_tool):
+    """A colour image: H is that of its luma Y = 0.299 R + 0.587 G + 0.114 B (rounded),
+    computed here in numpy. Red and a grey of its luma share one level; a channel
+    swap, one channel alone or the channel mean would each give another H."""
+    colours = np.array([[255, 0, 0], [76, 76, 76], [0, 255, 0], [0, 0, 255]], np.uint8)
+    img = np.repeat(colours, [128, 64, 32, 32], axis=0).reshape(16, 16, 3)
+    path = write_png(str(tmp_path / 'colour.png'), img)
+    luma = np.rint(img.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+    counts = np.bincount(luma.ravel(), minlength=256)
+    p = counts[counts > 0] / counts.sum()
+    expected = float(-(p * np.log2(p)).sum())
+    assert sorted(counts[counts > 0]) == [32, 32, 192]  # levels 29, 150 and 76
+    assert entropy_tool.grey_entropy(path) == pytest.approx(expected, abs=1e-12)
+
+
 def test_folder_summary_csv_and_histogram(tmp_path, tool):
     root = make_folder(str(tmp_path / 'pool'))
     png, table = tmp_path / 'hist.png', tmp_path / 'entropy.csv'

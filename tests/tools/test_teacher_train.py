@@ -9,9 +9,9 @@
 - one teacher per run: ADS scoring with another teacher stops the run at its first
   iteration, naming both.
 """
+import json
 import os
 import os.path as osp
-import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +20,7 @@ import pytest
 
 import torch
 from checkpoint_server import CheckpointServer
+from log_utils import read_test_metrics
 from mmengine.config import Config
 
 from mmseg_dfss.core.teacher import build_segmentor
@@ -53,6 +54,32 @@ def save_teacher(repo_root, path, seed=0, **overrides):
     model.init_weights()
     torch.save(dict(state_dict=model.state_dict()), path)
     return path
+
+
+# a test-only hook for tools/test.py: the model's state when testing starts (after the
+# checkpoint is loaded) and the number of test batches, written to the work dir
+LOADED_PROBE = """import json, os.path as osp
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmseg.registry import HOOKS
+
+
+@HOOKS.register_module()
+class LoadedStateProbe(Hook):
+
+    def before_test(self, runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        torch.save(model.state_dict(), osp.join(runner.work_dir, 'loaded_state.pth'))
+        self.batches = 0
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.batches += 1
+
+    def after_test(self, runner):
+        with open(osp.join(runner.work_dir, 'test_batches.json'), 'w') as f:
+            json.dump(self.batches, f)
+"""
 
 
 def run_failing(repo_root, *args):
@@ -92,14 +119,30 @@ def test_cfg_options_reach_inside_teacher_and_student_with_an_http_teacher(
     # testing needs no teacher: its URL is gone now (the server is closed), and there
     # is no hub cache on this "other machine"
     test_dir = str(tmp_path / 'test')
-    proc = tool('tools/test.py', DFSS, osp.join(work, 'iter_2.pth'), '--work-dir', test_dir,
-                '--cfg-options', *synthetic_options(synthetic_root, work, url),
-                'model.student.decode_head.channels=8',
-                'model.teacher.decode_head.channels=16',
-                env=dict(TORCH_HOME=str(tmp_path / 'other_machine')))
-    out = proc.stdout + proc.stderr
-    assert 'mIoU' in out and re.search(r'(Epoch|Iter)\(test\) \[8/8\]', out), out[-3000:]
-    assert 'missing keys' not in out  # the absent teacher weights are expected
+    probe_dir = tmp_path / 'probe'
+    probe_dir.mkdir()
+    (probe_dir / 'loaded_probe.py').write_text(LOADED_PROBE)
+    test_cfg = str(probe_dir / 'dfss_probe.py')
+    with open(test_cfg, 'w') as f:
+        f.write(f"_base_ = [{osp.join(repo_root, DFSS)!r}]\n"
+                "custom_imports = dict(imports=['mmseg_dfss', 'loaded_probe'])\n"
+                "custom_hooks = [dict(type='LoadedStateProbe')]\n")
+    tool('tools/test.py', test_cfg, osp.join(work, 'iter_2.pth'), '--work-dir', test_dir,
+         '--cfg-options', *synthetic_options(synthetic_root, work, url),
+         'model.student.decode_head.channels=8',
+         'model.teacher.decode_head.channels=16',
+         env=dict(TORCH_HOME=str(tmp_path / 'other_machine'),
+                  PYTHONPATH=f'{repo_root}{os.pathsep}{probe_dir}'))
+    # the model tested holds every weight and buffer of the checkpoint (the student's
+    # and the teacher's digest), no key more or less: absent teacher weights are expected
+    loaded = torch.load(osp.join(test_dir, 'loaded_state.pth'))
+    assert set(loaded) == set(state)
+    for k, v in state.items():
+        assert torch.equal(loaded[k], v), k
+    with open(osp.join(test_dir, 'test_batches.json')) as f:
+        assert json.load(f) == 8  # the 8 test scenes
+    metrics = read_test_metrics(test_dir)
+    assert 0 <= metrics['mIoU'] <= 100
     assert not osp.exists(tmp_path / 'other_machine')
 
     # tools/export_student.py reads a distiller checkpoint from a URL as well
