@@ -20,6 +20,17 @@ def mmseg_scope():
     register_all_modules(init_default_scope=True)
 
 
+@pytest.fixture(autouse=True)
+def mmseg_default_scope(mmseg_scope):
+    """Every test runs in the mmseg scope, as a DFSS run does under its Runner: a
+    Runner that an earlier test built without ``default_scope`` (MMEngine's default,
+    'mmengine') would otherwise send later ``MODELS.build`` calls to MMEngine's root
+    registry."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        yield
+
+
 @pytest.fixture(scope='session')
 def repo_root():
     return REPO
