@@ -180,7 +180,8 @@ def test_two_ranks_download_the_url_once(served, server, tmp_path):
          server.url('teacher.pth')], env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    lines = sorted(re.findall(r'rank (\d) loaded (\d+) tensors sha256 (\w+)', out))
+    # the two ranks' prints may interleave on one line: the digest is exactly 64 hex digits
+    lines = sorted(re.findall(r'rank (\d) loaded (\d+) tensors sha256 ([0-9a-f]{64})', out))
     assert [r for r, _, _ in lines] == ['0', '1'], out[-3000:]
     assert lines[0][1:] == lines[1][1:] and int(lines[0][1]) == len(served[1])
     assert server.gets == {'/teacher.pth': 1}
