@@ -15,7 +15,7 @@ def read_module(path):
     return scope
 
 
-STACKS = read_module('mmseg_dfss/utils/stack.py')['REQUIREMENTS']
+STACKS = read_module('mmseg_dfss/core/stack.py')['REQUIREMENTS']
 
 setup(
     name='mmseg-dfss',

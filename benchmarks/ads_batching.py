@@ -148,11 +148,11 @@ def main():
     from mmengine.registry import init_default_scope
 
     from mmseg_dfss.core import load_model_config
-    from mmseg_dfss.core.pool_scorer import _ShapePredictor
+    from mmseg_dfss.core.batch_plan import ShapePredictor
     init_default_scope('mmseg')
     MMLogger.get_instance('mmengine', log_level='ERROR')
     cfg = load_model_config(args.teacher)
-    predict = _ShapePredictor(PIPELINE)
+    predict = ShapePredictor(PIPELINE)
     rare = rare_sizes(args.rare, lambda hw: predict(hw))
     sizes = [COMMON[k % 3] for k in range(args.common)] + rare * args.per_rare
     n, bs = len(sizes), args.batch_size

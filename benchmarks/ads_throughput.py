@@ -77,10 +77,11 @@ def time_full(cfg, pool, batch_size, device='cpu'):
     from torch.utils.data import DataLoader
 
     from mmseg_dfss.core import build_frozen_segmentor
-    from mmseg_dfss.core.pool_scorer import DEFAULT_SCORE_PIPELINE, _ScoreView
+    from mmseg_dfss.core.pool_scorer import DEFAULT_SCORE_PIPELINE
+    from mmseg_dfss.core.score_view import ScoreView
     t0 = time.perf_counter()
     model = build_frozen_segmentor(cfg, allow_random_teacher=True).to(device)
-    view = _ScoreView(pool, range(len(pool)), DEFAULT_SCORE_PIPELINE)
+    view = ScoreView(pool, range(len(pool)), DEFAULT_SCORE_PIPELINE)
     loader = DataLoader(view, batch_size=batch_size, collate_fn=pseudo_collate)
     n = 0
     with torch.no_grad():

@@ -1,18 +1,17 @@
 """mmseg-dfss: DFSS data-free distillation for semantic segmentation (MMSeg 1.x plugin).
 
 Importing the package checks that one supported OpenMMLab line is installed
-(:mod:`mmseg_dfss.utils.stack`), lets ``mmseg::`` config bases resolve on it, registers
-every component in the mmseg registries (DATASETS, MODELS, HOOKS, TRANSFORMS) and
-makes every checkpoint MMEngine's ``CheckpointLoader`` reads go through the project's
-restricted ``torch.load(weights_only=True)`` (see :mod:`mmseg_dfss.core.safe_load`).
+(:mod:`mmseg_dfss.core.stack`, run first thing in :mod:`mmseg_dfss.core`), lets
+``mmseg::`` config bases resolve on it, registers every component in the mmseg
+registries (DATASETS, MODELS, HOOKS, TRANSFORMS) and makes every checkpoint
+MMEngine's ``CheckpointLoader`` reads go through the project's restricted
+``torch.load(weights_only=True)`` (see :mod:`mmseg_dfss.core.safe_load`).
 """
-from .utils.stack import check_stack, map_mmseg_scope
+from .core import STACK, register_checkpoint_safe_globals
+from .core.stack import map_mmseg_scope
+from .version import __version__
 
-STACK = check_stack()
 map_mmseg_scope(STACK)
-
-from .core import register_checkpoint_safe_globals  # noqa: E402
-from .version import __version__  # noqa: E402
 
 register_checkpoint_safe_globals()
 

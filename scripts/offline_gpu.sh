@@ -32,12 +32,12 @@ OFFLINE=${DFSS_OFFLINE_DIR:-$REPO/offline}
 WHEELS=$OFFLINE/wheels
 PYTHON=${PYTHON:-python3}
 
-# the maintained line's onedl-* requirements as mmseg_dfss/utils/stack.py declares them
+# the maintained line's onedl-* requirements as mmseg_dfss/core/stack.py declares them
 # (REQUIREMENTS, which setup.py's extras use); the project itself is built from this tree
 read_stack() {
   (cd "$REPO" && "$PYTHON" -c "
 scope = {}
-exec(open('mmseg_dfss/utils/stack.py').read(), scope)
+exec(open('mmseg_dfss/core/stack.py').read(), scope)
 specs = scope['REQUIREMENTS'][scope['MAINTAINED']]
 print(' '.join(s for s in specs if s.startswith('onedl-')))")
 }
@@ -109,7 +109,7 @@ EOF
 cmd_pack() {
   TARGET_PY=${DFSS_OFFLINE_PYTHON:-3.12}
   read -r -a STACK <<<"$(read_stack)" && [ ${#STACK[@]} -eq 3 ] ||
-    die "could not read the maintained line's requirements from mmseg_dfss/utils/stack.py"
+    die "could not read the maintained line's requirements from mmseg_dfss/core/stack.py"
   log "packing for Python $TARGET_PY into $WHEELS (pip of $("$PYTHON" -c 'import sys; print(sys.executable)'))"
   rm -rf "$WHEELS"
   mkdir -p "$WHEELS"

@@ -34,7 +34,7 @@ PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
 # Never put the other line into a virtualenv that holds one (shared import names).
-have=$("$PY" "$ROOT/mmseg_dfss/utils/stack.py")
+have=$("$PY" "$ROOT/mmseg_dfss/core/stack.py")
 if [ -n "$have" ] && [ "$have" != "$STACK" ]; then
   log "$VENV holds the OpenMMLab line(s) '$have', not the requested $STACK line; the two" \
       "share import names and must not meet in one environment. Use another DFSS_VENV" \
@@ -44,7 +44,7 @@ fi
 
 STAMP="$VENV/.dfss-setup.stamp"
 KEY="$( (echo "$STACK $TORCH_SPEC"; cat "$ROOT/setup.py" "$ROOT/scripts/setup_env.sh" \
-        "$ROOT/scripts/stack_env.sh" "$ROOT/mmseg_dfss/utils/stack.py") | sha256sum | cut -d' ' -f1)"
+        "$ROOT/scripts/stack_env.sh" "$ROOT/mmseg_dfss/core/stack.py") | sha256sum | cut -d' ' -f1)"
 
 imports_ok() {
   if [ "$STACK" = 1.2 ]; then ops='from mmcv import _ext'; else ops='pass'; fi

@@ -1,10 +1,14 @@
-"""Image sizes without decoding, and which I/O errors are worth a retry.
+"""Image files: which names are images, their sizes without decoding, and which I/O
+errors are worth a retry.
 
 ADS batches images of one input shape only (no padding inside a score), so it
 needs every image's size *before* loading it to fill its batches; a file header
 gives it for a few hundred bytes of I/O.
 """
 import errno
+
+# file name endings of the images a folder or list pool holds (and a pool spec refuses)
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
 
 # OSError numbers that say "try again", not "this file is bad": a flaky or busy
 # filesystem, too many open files, a stale NFS handle

@@ -21,7 +21,8 @@ import re
 import numpy as np
 
 from .entropy import pool_entropies, summarize_entropy
-from .pool_scorer import check_num_samples, select_lowest
+from .image_header import IMG_EXTENSIONS
+from .selection import check_num_samples, select_lowest
 
 # dataset wrappers opened to the pool inside when a config key names them
 WRAPPERS = ('ADSDataset', 'RepeatDataset', 'ClassBalancedDataset')
@@ -129,7 +130,6 @@ def pool_dataset_cfg(spec, cfg=None):
         return dict(type='COCOPoolDataset', ann_file=osp.abspath(ann),
                     data_prefix=dict(img_path=img_dir), pipeline=[]), 'COCO annotations'
     if osp.isfile(spec):
-        from ..datasets.unlabeled_image import IMG_EXTENSIONS
         if spec.lower().endswith(IMG_EXTENSIONS):
             raise PoolSpecError(f'{spec!r} is one image; a pool is a folder, a list file, a '
                                 'COCO .json or a dataset key')

@@ -50,7 +50,7 @@ class ScoreCache:
     Args:
         cache_dir: parent folder of all caches.
         fingerprint: hex digest identifying the setup (see
-            :func:`mmseg_dfss.core.pool_scorer.setup_fingerprint`).
+            :func:`mmseg_dfss.core.fingerprint.setup_fingerprint`).
         paths: the pool's image paths in pool-index order; a cached line is
             trusted only if its path matches.
         strategy: used in the folder name, for people browsing the folder.

@@ -17,6 +17,8 @@ import posixpath
 
 import yaml
 
+from .stack import DISTRIBUTIONS, HOW_TO_INSTALL, MAINTAINED, installed_distributions
+
 # ``teacher_checkpoint='metafile'``: the Weights of the teacher's zoo config
 METAFILE = 'metafile'
 
@@ -47,8 +49,6 @@ def describe_installed(package):
     """``'onedl-mmsegmentation 1.4.2, the maintained line'`` for ``'mmseg'``; the
     distribution and version of any other installed package."""
     from importlib import metadata
-
-    from ..utils.stack import DISTRIBUTIONS, MAINTAINED, installed_distributions
     found = installed_distributions()
     for line, provides in DISTRIBUTIONS.items():
         for dist in provides.get(package, ()):
@@ -79,7 +79,6 @@ def _closest(configs_dir, rel):
 def missing_config_error(path, referenced_by=None):
     """The one-line :class:`ZooConfigError` for the ``pkg::`` config ``path`` that the
     installed package lacks: names it, the installed line and version, and what to do."""
-    from ..utils.stack import HOW_TO_INSTALL
     package, rel = split_package_path(path)
     configs_dir = _configs_dir(package)
     what = f'the base {path!r} of {referenced_by!r}' if referenced_by else f'the config {path!r}'

@@ -8,8 +8,8 @@ from mmengine.dataset.base_dataset import force_full_init
 from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
-from ..core.pool_scorer import (PoolScorer, ScoreResult, check_num_samples, eq11_weights,
-                                select_lowest)
+from ..core.pool_scorer import PoolScorer, ScoreResult
+from ..core.selection import check_num_samples, eq11_weights, select_lowest
 from ..core.teacher import check_teacher_checkpoint
 from .seeded_infinite_sampler import augmentation_seed
 

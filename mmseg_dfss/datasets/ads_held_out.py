@@ -3,7 +3,7 @@ import numpy as np
 from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
-from ..core.pool_scorer import eq11_weights
+from ..core.selection import eq11_weights
 from .ads_dataset import ADSDataset
 
 

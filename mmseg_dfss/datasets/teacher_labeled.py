@@ -22,9 +22,13 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 from torch.utils.data import DataLoader
 
-from ..core.pool_scorer import (ScoreIOError, ScorePipelineError, SetupMismatchError,
-                                TooManyUnreadableError, _as_list, _file_stamp, _jsonable,
-                                _ScoreView, setup_fingerprint)
+from ..core.fingerprint import file_stamp as _file_stamp
+from ..core.fingerprint import jsonable as _jsonable
+from ..core.fingerprint import setup_fingerprint
+from ..core.pool_errors import (ScoreIOError, ScorePipelineError, SetupMismatchError,
+                                TooManyUnreadableError)
+from ..core.score_view import ScoreView as _ScoreView
+from ..core.score_view import collate_records as _as_list
 from ..core.teacher import build_frozen_segmentor, describe_model_spec, teacher_record
 
 # part of every label fingerprint: bump when the way a label is made changes

@@ -5,7 +5,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import list_from_file
 from mmseg.registry import DATASETS
 
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
+from ..core.image_header import IMG_EXTENSIONS
 
 
 @DATASETS.register_module()

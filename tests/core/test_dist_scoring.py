@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from mmseg_dfss.core import PoolScorer, ScoreCache, load_model_config
-from mmseg_dfss.core.pool_scorer import select_lowest
+from mmseg_dfss.core.selection import select_lowest
 
 from test_pool_scorer_scale import N, PIPELINE, TEACHER, folder_pool, write_pool  # noqa: I100
 
@@ -69,23 +69,23 @@ def _worker(rank, world, tmp, cfg, ckpt, pool_dir, copy_dir):
     out['path'] = _attempt(lambda: make(cfg, ckpt).score(
         folder_pool(pool_dir if rank == 0 else copy_dir)))
     # 3. other file stamps on rank 1
-    real_stamp = ps._file_stamp
+    real_stamp = ps.file_stamp
     if rank == 1:
-        ps._file_stamp = lambda p: ([real_stamp(p)[0], real_stamp(p)[1] + 10**9]
-                                    if p.endswith('005.png') else real_stamp(p))
+        ps.file_stamp = lambda p: ([real_stamp(p)[0], real_stamp(p)[1] + 10**9]
+                                   if p.endswith('005.png') else real_stamp(p))
     out['stamp'] = _attempt(lambda: make(cfg, ckpt).score(folder_pool(pool_dir)))
-    ps._file_stamp = real_stamp
+    ps.file_stamp = real_stamp
     # 4. a cache_dir that is not shared
     cache = osp.join(tmp, 'cache' if rank == 0 else 'cache_rank1_local')
     out['cache'] = _attempt(lambda: make(cfg, ckpt, cache_dir=cache).score(
         folder_pool(pool_dir)))
     # 5. a pipeline error on rank 1 only: both ranks stop with it (none waits forever)
-    real_apply = ps._ScoreView._apply
+    real_apply = ps.ScoreView._apply
     if rank == 1:
-        ps._ScoreView._apply = lambda self, index, path, info: dict(
+        ps.ScoreView._apply = lambda self, index, path, info: dict(
             index=index, kind='pipeline', error=f'injected on rank 1 at {path}')
     out['error'] = _attempt(lambda: make(cfg, ckpt).score(folder_pool(pool_dir)))
-    ps._ScoreView._apply = real_apply
+    ps.ScoreView._apply = real_apply
     with open(osp.join(tmp, f'rank{rank}.json'), 'w') as f:
         json.dump(out, f)
     dist.destroy_process_group()

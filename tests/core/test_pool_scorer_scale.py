@@ -17,10 +17,8 @@ from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmseg.registry import TRANSFORMS
 from model_utils import randomise_bn
 
-from mmseg_dfss.core import PoolScorer, build_frozen_segmentor, load_model_config
-from mmseg_dfss.core import pool_scorer as ps
-from mmseg_dfss.core.pool_scorer import (ScoreIOError, ScorePipelineError,
-                                         TooManyUnreadableError)
+from mmseg_dfss.core import PoolScorer, batch_plan, build_frozen_segmentor, load_model_config
+from mmseg_dfss.core.pool_errors import ScoreIOError, ScorePipelineError, TooManyUnreadableError
 from mmseg_dfss.datasets import COCOPoolDataset, UnlabeledImageDataset
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
@@ -114,8 +112,8 @@ def by_path(res):
 def test_every_batch_but_the_last_of_each_shape_is_full(teacher, pool_dir, tmp_path,
                                                         monkeypatch):
     reads = []
-    real = ps.read_image_size
-    monkeypatch.setattr(ps, 'read_image_size', lambda p: reads.append(p) or real(p))
+    real = batch_plan.read_image_size
+    monkeypatch.setattr(batch_plan, 'read_image_size', lambda p: reads.append(p) or real(p))
     cache = str(tmp_path / 'cache')
     res = scorer(teacher, cache_dir=cache, num_workers=2).score(folder_pool(pool_dir))
     assert np.isfinite(res.scores).all() and len(reads) == len(SHAPES)
@@ -155,7 +153,7 @@ def test_coco_sizes_come_from_the_annotation_file(teacher, tmp_path, monkeypatch
     def no_header(path):
         raise AssertionError(f'header of {path} read')
 
-    monkeypatch.setattr(ps, 'read_image_size', no_header)
+    monkeypatch.setattr(batch_plan, 'read_image_size', no_header)
     res = scorer(teacher, batch_size=5).score(pool)
     assert np.isfinite(res.scores).all() and res.batches == [((3, 24, 32), 5)]
 

@@ -14,7 +14,7 @@ from model_utils import eq9_distance, randomise_bn
 from torch.utils.data import DataLoader
 
 from mmseg_dfss.core import PoolScorer, build_frozen_segmentor, eq11_weights
-from mmseg_dfss.core.pool_scorer import select_lowest
+from mmseg_dfss.core.selection import select_lowest
 from mmseg_dfss.datasets import ADSDataset
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'

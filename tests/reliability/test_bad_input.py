@@ -15,7 +15,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from mmseg_dfss.core import PoolScorer, load_model_config
-from mmseg_dfss.core.pool_scorer import TooManyUnreadableError
+from mmseg_dfss.core.pool_errors import TooManyUnreadableError
 from mmseg_dfss.datasets import ADSDataset
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mmseg_dfss.utils import stack
+from mmseg_dfss.core import stack
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -48,7 +48,7 @@ def test_mixed_stack_import_fails_with_one_line(tmp_path):
     proc = import_with(tmp_path, [other])
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith('mmseg_dfss.utils.stack.StackError: mmseg-dfss: both OpenMMLab lines')
+    assert last.startswith('mmseg_dfss.core.stack.StackError: mmseg-dfss: both OpenMMLab lines')
     assert f'{other[0]} {other[1]}' in last
     assert 'DFSS_STACK=1.2 bash scripts/setup_env.sh' in last and 'maintained' in last
 
