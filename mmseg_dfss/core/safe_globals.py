@@ -12,7 +12,8 @@ process. So the names a pickle can use resolve to stand-ins that build only:
   object, void, structured, sub-array, string or datetime dtype;
 - numpy arrays and scalars of those dtypes, from bytes of the exact size;
 - ``HistoryBuffer`` objects from their own fields, the shared statistics untouched;
-- ``getattr`` only as ``getattr(HistoryBuffer, 'min'|'max'|'mean'|'current')``.
+- ``getattr`` only as ``getattr(HistoryBuffer, 'min'|'max'|'mean'|'current')``;
+- ``bytes`` only as ``bytes()`` (an empty array's data).
 
 Anything else raises ``pickle.UnpicklingError`` ("refusing ..."), which
 :func:`mmseg_dfss.core.safe_load.safe_torch_load` reports as ``CheckpointRefusedError``.
@@ -79,6 +80,14 @@ def plain_scalar(dtype, data=None):
     if not isinstance(data, bytes) or len(data) != dtype.itemsize:
         _refuse(f'numpy scalar of {dtype} from {type(data).__name__} of the wrong size')
     return _multiarray().scalar(dtype, data)
+
+
+def empty_bytes(*args):
+    """Stands in for ``bytes``: pickle protocol 2 writes ``b''`` (an empty array's data)
+    as ``bytes()``; with arguments it could allocate any size."""
+    if args:
+        raise pickle.UnpicklingError(f'refusing bytes{args!r} while loading a checkpoint')
+    return b''
 
 
 class _NDArrayName:
@@ -167,7 +176,8 @@ def checkpoint_safe_globals():
     history_buffer, checked = _history_buffer_classes()
     entries = [(checked, f'{history_buffer.__module__}.{history_buffer.__qualname__}'),
                (history_buffer_getattr, 'builtins.getattr'),
-               (plain_dtype, 'numpy.dtype'), (_NDArrayName, 'numpy.ndarray')]
+               (plain_dtype, 'numpy.dtype'), (_NDArrayName, 'numpy.ndarray'),
+               (empty_bytes, 'builtins.bytes')]
     # numpy 1 writes numpy.core.multiarray, numpy 2 numpy._core.multiarray (checkpoints
     # travel between the two OpenMMLab lines)
     for module in ('numpy.core', 'numpy._core'):
