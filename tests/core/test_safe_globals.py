@@ -38,10 +38,10 @@ class Reduce:
 
 def _overlapping_dtype():
     """A structured dtype whose object field lies over an int64 field, rebuilt by
-    ``dtype.__setstate__`` (numpy's own constructor refuses the overlap)."""
+    ``dtype.__setstate__`` (numpy's own constructor refuses the overlap), its flags
+    saying it holds no object (so numpy reads its data from bytes)."""
     fields = {'obj': (np.dtype('O'), 0), 'int': (np.dtype('<i8'), 0)}
-    return Reduce(np.dtype, ('V8', False, True), (3, '|', None, ('obj', 'int'), fields, 8, 1,
-                                                  np.dtype([('o', 'O')]).flags))
+    return Reduce(np.dtype, ('V8', False, True), (3, '|', None, ('obj', 'int'), fields, 8, 1, 0))
 
 
 HOSTILE = {
@@ -49,6 +49,8 @@ HOSTILE = {
     'structured dtype, object over int64': Reduce(
         _reconstruct, (np.ndarray, (0, ), b'b'),
         (1, (1, ), _overlapping_dtype(), False, (0x4141414141).to_bytes(8, 'little'))),
+    'numpy scalar of that dtype': Reduce(
+        scalar, (_overlapping_dtype(), (0x4141414141).to_bytes(8, 'little'))),
     'object dtype': Reduce(np.dtype, ('O8', False, True), (3, '|', None, None, None, -1, -1, 63)),
     'void dtype': Reduce(np.dtype, ('V8', False, True), (3, '|', None, None, None, 8, 1, 0)),
     'sub-array dtype': Reduce(np.dtype, ('(2,)i8', False, True)),
@@ -67,8 +69,7 @@ results = {}
 for name, path in json.load(open(sys.argv[1])).items():
     print('loading', name, flush=True)  # a crash names the last one tried
     try:
-        _load_checkpoint(path, map_location='cpu')
-        results[name] = 'loaded'
+        results[name] = 'loaded: ' + repr(_load_checkpoint(path, map_location='cpu'))[-80:]
     except Exception as e:
         results[name] = type(e).__name__ + ': ' + str(e)
 print(json.dumps(results))
