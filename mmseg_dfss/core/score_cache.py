@@ -18,6 +18,8 @@ import zlib
 
 from mmengine.logging import print_log
 
+from .atomic_file import atomic_write
+
 CACHE_FORMAT = 'mmseg-dfss-ads-scores/1'
 _LINE_KEYS = {'i', 'path', 'score', 'error', 'crc'}
 
@@ -91,11 +93,9 @@ class ScoreCache:
                       logger='current', level=30)
         for p in stale:
             os.remove(p)
-        tmp = self.meta_path + '.tmp'
-        with open(tmp, 'w') as f:
+        with atomic_write(self.meta_path) as f:
             json.dump(dict(format=CACHE_FORMAT, fingerprint=self.fingerprint,
                            num_images=len(self.paths), setup=self.describe), f, indent=1)
-        os.replace(tmp, self.meta_path)
 
     def _parse(self, line):
         rec = json.loads(line)
