@@ -5,7 +5,8 @@ planted there; writing into an existing file writes through any hard link to it 
 user's original image). ``tempfile.mkstemp`` creates a new file under a name nobody
 could predict (``O_EXCL``: never an existing file or link), and ``os.replace`` swaps
 the directory entry: whatever ``path`` was before (a file, a link) is not written to.
-Readers see the old file or the whole new one, never a part.
+Readers see the old file or the whole new one, never a part. Files that grow by
+appending (:func:`open_for_append`) refuse a link in their place.
 """
 import contextlib
 import os
@@ -45,3 +46,17 @@ def atomic_copy(src, dst):
     written through whatever ``dst`` was)."""
     with open(src, 'rb') as fin, atomic_write(dst, 'wb') as fout:
         shutil.copyfileobj(fin, fout)
+
+
+def open_for_append(path):
+    """``open(path, 'ab')`` that refuses a symbolic link at ``path`` (``O_NOFOLLOW``): a link
+    planted in a shared folder would have the appended lines written into its target."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if osp.islink(path):
+            raise OSError(f'{path!r} is a symbolic link; files are never appended to through '
+                          'a link (remove it)') from e
+        raise
+    return os.fdopen(fd, 'ab')
