@@ -170,6 +170,9 @@ def literal_config_text(cfg, source='config'):
             value = dict(value, imports=[m for m in imports if m in sys.modules])
         out[key] = _plain(value)
     text = ''.join(f'{key} = {value!r}\n' for key, value in out.items())
+    if '{{' in text:  # MMEngine substitutes {{$ENV}}, {{fileDirname}} ... into the text first
+        raise LiteralConfigError(source, 'a string with {{ }} (MMEngine would substitute '
+                                 'environment variables or file names into the text)')
     if parse_literal_config(text, source) != out:
         raise LiteralConfigError(source, 'a value whose repr is not a literal (e.g. inf, nan)')
     return text, dropped

@@ -83,3 +83,11 @@ def test_written_text_keeps_only_imported_custom_imports():
 def test_a_value_whose_repr_is_not_a_literal_is_refused():
     with pytest.raises(LiteralConfigError, match='name inf'):
         literal_config_text(dict(a=float('inf')))
+
+
+def test_text_mmengine_would_substitute_into_is_not_written_back():
+    """``Config.fromstring`` replaces ``{{$VAR}}`` and ``{{ fileDirname }}`` in the text
+    before running it: a value from the environment could end a string literal."""
+    assert parse_literal_config("a = '{{$HOME}}'") == dict(a='{{$HOME}}')
+    with pytest.raises(LiteralConfigError, match='a string with {{ }}'):
+        literal_config_text(dict(a='{{$HOME}}'))
