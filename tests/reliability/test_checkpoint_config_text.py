@@ -99,6 +99,21 @@ def test_mmseg_inferencer_never_runs_planted_text(tmp_path, teacher_ckpt, teache
     assert not osp.exists(marker)
 
 
+@pytest.mark.parametrize('form', ['call', 'import'])
+def test_student_export_never_runs_planted_text(tmp_path, teacher_ckpt, form):
+    """tools/export_student.py CKPT OUT without --config reads the checkpoint's meta.cfg:
+    planted text stops it, asking for --config, and never runs."""
+    from mmseg_dfss.models.student_export import export_student_from_checkpoint
+    state = torch.load(teacher_ckpt, weights_only=True)['state_dict']
+    marker = str(tmp_path / 'code_ran')
+    path = str(tmp_path / 'distiller.pth')
+    torch.save(plant({'state_dict': {f'student.{k}': v for k, v in state.items()}, 'meta': {}},
+                     attacks(marker)[form]), path)
+    with pytest.raises(ValueError, match=r'stores no config \(or its text was refused'):
+        export_student_from_checkpoint(path, str(tmp_path / 'out'))
+    assert not osp.exists(marker)
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, repo_root, synthetic_root):
     """tools/train.py on the synthetic teacher, 2 iterations, a checkpoint at 2."""
