@@ -11,11 +11,16 @@ plain MMSeg (its own tools/test.py, no plugin) can score any model against the t
     python <mmseg>/tools/test.py data/teacher_labelled/test_config.py student.pth
 
 The mIoU MMSeg then reports is agreement with the teacher, not accuracy.
+Every output file is a copy written under a temporary name and moved into place, never
+a link to a source image or a cached label. OUT must be new, empty, or an earlier
+output of this tool (its OUT/.teacher_label.json): a rerun replaces only what that
+marker names.
 CONFIG is a DFSS config (its distiller's teacher) or a teacher config with
 --checkpoint. --images: a folder, a list file, or 'held-out' (the pool images ADS
 ranks after the training eps).
 """
 import argparse
+import json
 import os
 import os.path as osp
 import shutil
@@ -25,6 +30,7 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 import mmseg_dfss  # noqa: F401  (registers the plugin's datasets)
+from mmseg_dfss.core.atomic_file import atomic_copy, atomic_write
 from mmseg_dfss.datasets.teacher_labeled import AGREEMENT_NOTE
 from mmseg_dfss.utils.label_free import DEFAULT_NUM_IMAGES, teacher_labeled_dataset
 
@@ -49,15 +55,42 @@ def parse_args():
     return p.parse_args()
 
 
-def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+MARKER = '.teacher_label.json'
+OWN_FOLDERS = ('img_dir', 'ann_dir')
+OWN_FILES = ('dataset.py', 'test_config.py')
+
+
+def claim_out(out):
+    """Makes ``out`` this tool's (its marker written first), removing what an earlier
+    run's marker names; refuses a non-empty folder without the marker, and links."""
+    marker = osp.join(out, MARKER)
+    if osp.islink(out) or osp.islink(marker):
+        raise SystemExit(f'teacher_label: {out!r} (or its {MARKER}) is a link; it writes '
+                         'only into folders it made: choose a new --out')
+    if osp.isdir(out) and os.listdir(out) and not osp.isfile(marker):
+        raise SystemExit(f'teacher_label: --out {out!r} is not empty and was not written by '
+                         'this tool (no .teacher_label.json); it never writes into or deletes '
+                         'files it did not make: give a new or empty folder')
+    for name in OWN_FOLDERS + OWN_FILES:
+        path = osp.join(out, name)
+        if osp.islink(path):
+            raise SystemExit(f'teacher_label: {path!r} is a link; it never writes through '
+                             'a link: remove it or choose a new --out')
+    os.makedirs(out, exist_ok=True)
+    with atomic_write(marker) as f:
+        json.dump(dict(tool='tools/teacher_label.py', folders=list(OWN_FOLDERS),
+                       files=list(OWN_FILES)), f)
+    for name in OWN_FOLDERS:  # an earlier run's images and labels: no stale file survives
+        shutil.rmtree(osp.join(out, name), ignore_errors=True)
+    for name in OWN_FILES:
+        if osp.isfile(osp.join(out, name)):
+            os.remove(osp.join(out, name))
 
 
 def export(ds, out):
-    """Writes ``ds``'s images and labels under ``out``; returns the image suffix."""
+    """Writes ``ds``'s images and labels under ``out`` (copies, each by a temporary name
+    then ``os.replace``); returns the image suffix."""
+    import cv2
     import mmcv
     img_dir, ann_dir = osp.join(out, 'img_dir'), osp.join(out, 'ann_dir')
     for d in (img_dir, ann_dir):
@@ -70,10 +103,14 @@ def export(ds, out):
     for k, info in enumerate(infos):
         stem = f'{k:06d}_' + osp.splitext(osp.basename(info['img_path']))[0]
         if convert:  # mixed suffixes: the decoded pixels, losslessly
-            mmcv.imwrite(mmcv.imread(info['img_path']), osp.join(img_dir, stem + suffix))
+            ok, png = cv2.imencode('.png', mmcv.imread(info['img_path']))
+            if not ok:
+                raise OSError(f'teacher_label: could not encode {info["img_path"]!r} as PNG')
+            with atomic_write(osp.join(img_dir, stem + suffix), 'wb') as f:
+                f.write(png.tobytes())
         else:
-            _link_or_copy(info['img_path'], osp.join(img_dir, stem + suffix))
-        _link_or_copy(info['seg_map_path'], osp.join(ann_dir, stem + '.png'))
+            atomic_copy(info['img_path'], osp.join(img_dir, stem + suffix))
+        atomic_copy(info['seg_map_path'], osp.join(ann_dir, stem + '.png'))
         bar.update()
     print()
     return suffix
@@ -95,6 +132,7 @@ def dataset_text(out, suffix, metainfo, pipeline):
 
 def main():
     args = parse_args()
+    claim_out(args.out)  # before the label cache (OUT/.label_cache by default) is written
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     extra = dict(allow_random_teacher=True) if args.allow_random_teacher else {}
@@ -109,11 +147,11 @@ def main():
     ds = DATASETS.build(ds_cfg)
     suffix = export(ds, args.out)
     text = dataset_text(args.out, suffix, ds.metainfo, ds_cfg['pipeline'])
-    with open(osp.join(args.out, 'dataset.py'), 'w') as f:
+    with atomic_write(osp.join(args.out, 'dataset.py')) as f:
         f.write(text)
     if args.model_config:
         base = osp.abspath(args.model_config)
-        with open(osp.join(args.out, 'test_config.py'), 'w') as f:
+        with atomic_write(osp.join(args.out, 'test_config.py')) as f:
             f.write(f'_base_ = [{base!r}]\n' + text.replace(
                 'test_dataloader = dict(', 'test_dataloader = dict(_delete_=True, ', 1)
                     + "test_cfg = dict(type='TestLoop')\n")

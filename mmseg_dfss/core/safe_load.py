@@ -12,21 +12,30 @@ MMEngine ships: teacher, ``load_from``, ``--resume``, ``tools/test.py CONFIG CKP
 :class:`CheckpointRefusedError` naming the file and the global; there is no fallback.
 
 The allow-list is what MMEngine's own checkpoints hold besides tensors (a
-``MessageHub`` state with ``HistoryBuffer`` objects, numpy scalars and arrays), plus
-``getattr`` restricted to ``HistoryBuffer``'s statistics methods (``torch.save``'s
-pickle protocol 2 writes ``HistoryBuffer.min`` as ``getattr(HistoryBuffer, 'min')``).
+``MessageHub`` state with ``HistoryBuffer`` objects, numpy scalars and arrays of plain
+numeric dtypes), plus ``getattr`` restricted to ``HistoryBuffer``'s statistics methods
+(``torch.save``'s pickle protocol 2 writes ``HistoryBuffer.min`` as
+``getattr(HistoryBuffer, 'min')``), each through a checked stand-in
+(:mod:`mmseg_dfss.core.safe_globals`). The config text a loaded checkpoint carries is
+re-written from its literals or removed (:func:`defuse_config_text`), so MMEngine code
+that runs it (a resume, an inferencer with ``model=None``) runs only literals.
 """
 import contextlib
+import hashlib
 import io
 import os
 import os.path as osp
 import pickle
 import re
+import shutil
+import tempfile
 import zipfile
 from urllib.parse import urlparse
 
-import numpy as np
 import torch
+
+from .literal_config import LiteralConfigError, literal_config_text, parse_literal_config
+from .safe_globals import checkpoint_safe_globals
 
 _registered = False
 
@@ -47,47 +56,10 @@ class CheckpointRefusedError(pickle.UnpicklingError):
         return type(self), (self.path, self.refused, self.detail, self.what)
 
 
-def _numpy_globals():
-    """numpy callables/classes that pickle uses for arrays, dtypes and scalars."""
-    try:  # numpy >= 2
-        from numpy._core import multiarray
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray
-    found = [np.ndarray, np.dtype]
-    # under both module names: numpy 1 writes numpy.core.multiarray, numpy 2
-    # numpy._core.multiarray (checkpoints travel between the two OpenMMLab lines)
-    for name in ('_reconstruct', 'scalar'):
-        found += [(getattr(multiarray, name), f'{module}.multiarray.{name}')
-                  for module in ('numpy.core', 'numpy._core')]
-    # numpy >= 1.25 pickles dtypes as instances of their numpy.dtypes classes
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        found += [
-            getattr(dtypes, name) for name in dir(dtypes)
-            if name.endswith('DType') and isinstance(getattr(dtypes, name), type)
-        ]
-    return found
-
-
-HISTORY_BUFFER_STATISTICS = ('min', 'max', 'mean', 'current')
-
-
-def _history_buffer_getattr(obj, name):
-    """Stands in for ``builtins.getattr`` while unpickling: ``HistoryBuffer`` pickles its
-    statistics methods (``HistoryBuffer.min`` ...) as ``getattr(HistoryBuffer, 'min')``
-    (both MMEngine lines); that lookup, and no other, is allowed."""
-    from mmengine.logging import HistoryBuffer
-    if obj is HistoryBuffer and name in HISTORY_BUFFER_STATISTICS:
-        return getattr(obj, name)
-    raise pickle.UnpicklingError(
-        f'refusing getattr({getattr(obj, "__qualname__", type(obj).__name__)}, {name!r}) '
-        'while loading a checkpoint')
-
-
 def mmengine_safe_globals():
-    """The allow-list: MMEngine's log history plus numpy containers."""
-    from mmengine.logging import HistoryBuffer
-    return [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')] + _numpy_globals()
+    """The allow-list: MMEngine's log history and plain numeric numpy values, each
+    through a checked stand-in (:mod:`mmseg_dfss.core.safe_globals`)."""
+    return checkpoint_safe_globals()
 
 
 @contextlib.contextmanager
@@ -116,6 +88,9 @@ def refused_global(message):
     found = re.search(r'refusing (getattr\([^)]*\))', message)
     if found:
         return f'builtins.{found.group(1)}'
+    found = re.search(r'refusing (.+?)(?: while loading a checkpoint|$)', message, re.M)
+    if found:
+        return found.group(1)
     found = re.search(r'GLOBAL ([\w.]+)', message)
     if found:
         return found.group(1)
@@ -125,9 +100,11 @@ def refused_global(message):
 
 def _reason(message):
     """The line of torch's message that says why (not its advice to unpickle in full)."""
-    for line in message.splitlines():
-        if 'GLOBAL ' in line or 'refusing getattr' in line or 'WeightsUnpickler' in line:
-            return line.replace('WeightsUnpickler error: ', '').split(' Please use')[0].strip()
+    for mark in ('refusing ', 'GLOBAL ', 'WeightsUnpickler error: '):
+        for line in message.splitlines():
+            reason = line.split('WeightsUnpickler error: ')[-1].split(' Please use')[0].strip()
+            if mark in line and reason:
+                return reason
     return ''
 
 
@@ -140,9 +117,50 @@ def safe_torch_load(file, map_location=None, name=None):
     name = name if name is not None else (file if isinstance(file, str) else repr(file))
     with _only_the_allow_list():
         try:
-            return torch.load(file, map_location=map_location, weights_only=True)
+            checkpoint = torch.load(file, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
             raise CheckpointRefusedError(name, refused_global(str(e)), _reason(str(e))) from None
+    defuse_config_text(checkpoint, name)
+    return checkpoint
+
+
+# ---- config text a checkpoint carries: literals only, never code -----------------------
+
+# where MMEngine/MMSeg run a checkpoint's text with Config.fromstring: Runner.resume
+# (meta.config, for gpu_ids), BaseInferencer with model=None (message_hub.runtime_info.cfg,
+# else meta.cfg); the project's student export reads meta.cfg
+CONFIG_TEXT_KEYS = (('meta', 'cfg'), ('meta', 'config'), ('message_hub', 'runtime_info', 'cfg'))
+
+
+def defuse_config_text(checkpoint, name):
+    """Replaces each config text of ``checkpoint`` (:data:`CONFIG_TEXT_KEYS`) by text
+    re-written from its parsed literals, which ``Config.fromstring`` may run: it runs
+    nothing but literals. Text that is not literal assignments is removed, with a warning
+    naming the checkpoint and the refused construct; MMEngine then goes on without it
+    (a resume skips its gpu_ids check; an inferencer needs a config given)."""
+    from mmengine.logging import print_log
+    if not isinstance(checkpoint, dict):
+        return
+    for keys in CONFIG_TEXT_KEYS:
+        parent = checkpoint
+        for key in keys[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or keys[-1] not in parent:
+            continue
+        where = f'{name}: {".".join(keys)}'
+        try:
+            text, dropped = literal_config_text(
+                parse_literal_config(parent[keys[-1]], where), where)
+        except LiteralConfigError as e:
+            del parent[keys[-1]]
+            print_log(f'{e}. It was removed from the loaded checkpoint; give the config '
+                      'explicitly where one is needed.', logger='current', level=30)
+            continue
+        parent[keys[-1]] = text
+        if dropped:
+            print_log(f'{where}: custom_imports {dropped} left out (a checkpoint never '
+                      'imports modules; import them yourself if the config needs them)',
+                      logger='current', level=30)
 
 
 # ---- MMEngine's CheckpointLoader schemes, all through safe_torch_load -------------------
@@ -156,22 +174,50 @@ def load_from_local(filename, map_location=None):
     return safe_torch_load(path, map_location, name=filename)
 
 
-def _download(url, model_dir=None, progress=False):
-    """``url`` into the torch hub cache (``<hub>/checkpoints/<file name>``), once."""
+def download_cache_path(url, model_dir=None):
+    """Where ``url`` is cached: ``<hub>/checkpoints/<sha256 of the whole URL>-<file name>``,
+    so two URLs with the same file name never share a file."""
     model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
-    os.makedirs(model_dir, exist_ok=True)
-    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    digest = hashlib.sha256(url.encode('utf-8')).hexdigest()
+    name = re.sub(r'[^\w.-]', '_', osp.basename(urlparse(url).path))[-100:] or 'checkpoint'
+    return osp.join(model_dir, f'{digest}-{name}')
+
+
+def _unzip_one(url, cached):
+    """torch.hub's legacy format (one user-zipped file): the file, unpacked in a
+    temporary folder and moved next to ``cached`` under a name keyed by the URL (never
+    the name the zip chose). Any other zip (a torch checkpoint is one) is ``cached``."""
+    with zipfile.ZipFile(cached) as z:
+        members = z.infolist()
+        if len(members) != 1 or members[0].is_dir():
+            return cached
+        entry = members[0].filename
+        if osp.isabs(entry) or '..' in entry.replace('\\', '/').split('/') or '\0' in entry:
+            raise ValueError(f'downloaded checkpoint {url!r}: its zip holds an entry named '
+                             f'{entry!r} (absolute or with ..); not unpacked')
+        unpacked = cached + '.unzipped'
+        if osp.isfile(unpacked):
+            return unpacked
+        folder = tempfile.mkdtemp(dir=osp.dirname(cached), prefix='.unzip-')
+        try:
+            tmp = osp.join(folder, 'checkpoint')
+            with z.open(members[0]) as src, open(tmp, 'xb') as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, unpacked)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return unpacked
+
+
+def _download(url, model_dir=None, progress=False):
+    """``url`` into the torch hub cache (:func:`download_cache_path`), once."""
+    cached = download_cache_path(url, model_dir)
+    os.makedirs(osp.dirname(cached), exist_ok=True)
     if not osp.exists(cached):
         from mmengine.logging import print_log
         print_log(f'Downloading {url} to {cached}', logger='current')
         torch.hub.download_url_to_file(url, cached, None, progress=progress)
-    if zipfile.is_zipfile(cached):  # torch.hub's legacy format: one user-zipped file
-        with zipfile.ZipFile(cached) as z:
-            members = z.infolist()
-            if len(members) == 1 and not members[0].is_dir():
-                z.extractall(model_dir)
-                cached = osp.join(model_dir, members[0].filename)
-    return cached
+    return _unzip_one(url, cached) if zipfile.is_zipfile(cached) else cached
 
 
 def load_from_http(filename, map_location=None, model_dir=None, progress=False):
@@ -253,12 +299,24 @@ SCHEMES = (
 )
 
 
+def _mmengine_safe_torch_load(file, map_location=None, weights_only=None):
+    """Stands in for onedl-mmengine's ``_safe_torch_load``, which retries a refused file
+    with full unpickling: restricted always, whatever ``weights_only`` asks."""
+    return safe_torch_load(file, map_location)
+
+
 def register_safe_checkpoint_loaders():
     """Replaces (``force=True``) every scheme MMEngine ships in its ``CheckpointLoader``
-    by one of the loaders above, all reading through :func:`safe_torch_load`."""
-    from mmengine.runner.checkpoint import CheckpointLoader
+    by one of the loaders above, all reading through :func:`safe_torch_load`; and the
+    module-level ``load_from_*``/``_safe_torch_load`` functions of
+    ``mmengine.runner.checkpoint`` that code may call directly."""
+    from mmengine.runner import checkpoint as mmengine_checkpoint
     for prefixes, loader in SCHEMES:
-        CheckpointLoader.register_scheme(prefixes, loader, force=True)
+        mmengine_checkpoint.CheckpointLoader.register_scheme(prefixes, loader, force=True)
+        if hasattr(mmengine_checkpoint, loader.__name__):
+            setattr(mmengine_checkpoint, loader.__name__, loader)
+    if hasattr(mmengine_checkpoint, '_safe_torch_load'):
+        mmengine_checkpoint._safe_torch_load = _mmengine_safe_torch_load
 
 
 def is_safe_loader(path):

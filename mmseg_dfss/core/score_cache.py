@@ -18,6 +18,8 @@ import zlib
 
 from mmengine.logging import print_log
 
+from .atomic_file import atomic_write, open_for_append
+
 CACHE_FORMAT = 'mmseg-dfss-ads-scores/1'
 _LINE_KEYS = {'i', 'path', 'score', 'error', 'crc'}
 
@@ -91,11 +93,9 @@ class ScoreCache:
                       logger='current', level=30)
         for p in stale:
             os.remove(p)
-        tmp = self.meta_path + '.tmp'
-        with open(tmp, 'w') as f:
+        with atomic_write(self.meta_path) as f:
             json.dump(dict(format=CACHE_FORMAT, fingerprint=self.fingerprint,
                            num_images=len(self.paths), setup=self.describe), f, indent=1)
-        os.replace(tmp, self.meta_path)
 
     def _parse(self, line):
         rec = json.loads(line)
@@ -140,7 +140,7 @@ class ScoreCache:
     def _open(self):
         if self._fh is None:
             os.makedirs(self.dir, exist_ok=True)
-            self._fh = open(self.part_path, 'ab')
+            self._fh = open_for_append(self.part_path)
             # an interrupted write may have left a partial last line: start a fresh one
             if self._fh.tell() > 0:
                 with open(self.part_path, 'rb') as f:
@@ -205,7 +205,7 @@ class SizeCache:
         if not entries:
             return
         os.makedirs(osp.dirname(self.path), exist_ok=True)
-        with open(self.path, 'ab') as f:
+        with open_for_append(self.path) as f:
             if f.tell() > 0:  # a partial last line (interrupted write): start afresh
                 with open(self.path, 'rb') as r:
                     r.seek(-1, os.SEEK_END)

@@ -8,6 +8,7 @@ from mmengine.dist import broadcast_object_list, get_dist_info
 from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
+from ..core.atomic_file import atomic_write
 from .unlabeled_image import UnlabeledImageDataset
 
 INDEX_FORMAT = 'mmseg-dfss-coco-pool-index/1'
@@ -133,10 +134,8 @@ class COCOPoolDataset(UnlabeledImageDataset):
     def _write_index(self, key, path, total, kept):
         try:
             os.makedirs(self.index_dir, exist_ok=True)
-            tmp = f'{path}.{os.getpid()}.tmp'
-            with open(tmp, 'w') as f:
+            with atomic_write(path) as f:
                 json.dump(dict(key=key, num_images=total, images=kept), f)
-            os.replace(tmp, path)
         except OSError as e:
             print_log(f'COCOPoolDataset: could not write the pool index {path!r} ({e}); the '
                       'annotation file will be parsed again next time', logger='current',
@@ -180,9 +179,21 @@ class COCOPoolDataset(UnlabeledImageDataset):
                     entries = self._parse()
         return entries
 
+    def _check_file_names(self, kept):
+        """A ``file_name`` is a path inside the image folder: an absolute one, or one with
+        a ``..`` part, would read (and tools/teacher_label.py copy) a file outside it."""
+        for name, image_id, *_ in kept:
+            parts = name.replace('\\', '/').split('/') if isinstance(name, str) else None
+            if (not parts or not name or osp.isabs(name) or name.startswith(('/', '\\'))
+                    or '..' in parts or osp.splitdrive(name)[0] or '\0' in name):
+                raise ValueError(f'COCOPoolDataset: annotation file {self.ann_file!r}: image '
+                                 f'id {image_id} has file_name {name!r}, which is not a path '
+                                 'inside the image folder (absolute, or with ..); refused')
+
     def image_list(self):
         self._check_file()
         total, kept = self._indexed() if self.index_dir else self._parse()
+        self._check_file_names(kept)
         if not kept:
             raise ValueError(f'COCOPoolDataset: no image of {self.ann_file!r} passes the filter '
                              f'(min_instances={self.min_instances}, '

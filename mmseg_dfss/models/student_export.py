@@ -17,6 +17,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.registry import Registry
 
+from ..core.literal_config import parse_literal_config
 from ..core.teacher import load_checkpoint_file, load_model_config
 from ..core.zoo import check_config_bases
 from .data_free_distiller import NORM_KEYS, distiller_data_preprocessor, drop_auxiliary_head
@@ -215,7 +216,8 @@ def export_student_from_checkpoint(checkpoint, out_dir, config=None):
     """Exports the student of a ``DataFreeDistiller`` training checkpoint (a path or
     any URL MMEngine's ``CheckpointLoader`` reads; it holds no teacher weights).
 
-    ``config`` (path) defaults to the config MMEngine stored in the checkpoint.
+    ``config`` (path) defaults to the config MMEngine stored in the checkpoint, read as
+    literals (:func:`~mmseg_dfss.core.literal_config.parse_literal_config`), never run.
     """
     ckpt = load_checkpoint_file(checkpoint, 'checkpoint')  # a path or any URL
     state = ckpt.get('state_dict', ckpt)
@@ -230,9 +232,10 @@ def export_student_from_checkpoint(checkpoint, out_dir, config=None):
         check_config_bases(config)  # an mmseg:: base the installed MMSeg lacks: one line
         cfg = Config.fromfile(config)
     elif isinstance(meta.get('cfg'), str):
-        cfg = Config.fromstring(meta['cfg'], file_format='.py')
+        cfg = Config(parse_literal_config(meta['cfg'], f'checkpoint {checkpoint!r}: meta.cfg'))
     else:
-        raise ValueError(f'checkpoint {checkpoint!r} stores no config; pass the training '
-                         'config explicitly')
+        raise ValueError(f'checkpoint {checkpoint!r} stores no config (or its text was '
+                         'refused, see the warning above); pass the training config '
+                         'explicitly (--config)')
     return export_student(cfg, student, out_dir, dataset_meta=meta.get('dataset_meta'),
                           source=checkpoint)

@@ -2,6 +2,8 @@
 HistoryBuffers, numpy values) of the installed MMEngine loads; anything else is refused,
 ``getattr`` only for HistoryBuffer's statistics, even while the process has allowed
 more (onedl-mmengine allows plain ``getattr`` during its own loads)."""
+import os
+import os.path as osp
 import pickle
 
 import numpy as np
@@ -126,3 +128,88 @@ def test_refusals_follow_the_allow_list_on_the_checkpoint_route(tmp_path):
         with pytest.raises(pickle.UnpicklingError, match=named):
             _load_checkpoint(path, map_location='cpu')
         assert _load_checkpoint(good, map_location='cpu')['meta']['seed'] == 7
+
+
+# ---- downloads: one cache file per URL; zips unpacked under the URL's name ------------------
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    return tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+
+
+def test_two_urls_with_one_file_name_never_share_a_cache_file(tmp_path, hub):
+    from checkpoint_server import CheckpointServer
+    served = tmp_path / 'served'
+    for k in ('a', 'b'):
+        (served / k).mkdir(parents=True)
+        torch.save({'state_dict': {'w': torch.full((2, ), float(k == 'b'))}},
+                   str(served / k / 'model.pth'))
+    with CheckpointServer(served) as server:
+        for k in ('a', 'b', 'a'):
+            ckpt = _load_checkpoint(server.url(f'{k}/model.pth'), map_location='cpu')
+            assert ckpt['state_dict']['w'].tolist() == [float(k == 'b')] * 2, k
+        assert server.gets == {'/a/model.pth': 1, '/b/model.pth': 1}
+    assert len(os.listdir(hub)) == 2
+
+
+def _one_file_zip(path, entry, payload):
+    import zipfile
+    with zipfile.ZipFile(path, 'w') as z:
+        z.writestr(entry, payload)
+
+
+def test_a_zipped_download_is_unpacked_under_the_url_s_name(tmp_path, hub):
+    """torch.hub's legacy format: one user-zipped file. Its entry name is the server's
+    choice: a name like another download's cache file, or with .., writes nothing
+    outside a temporary folder and replaces no other file."""
+    from checkpoint_server import CheckpointServer
+    from mmseg_dfss.core.safe_load import download_cache_path
+    served = tmp_path / 'served'
+    served.mkdir()
+    torch.save({'state_dict': {'w': torch.zeros(1)}}, str(served / 'first.pth'))
+    inner = tmp_path / 'inner.pth'
+    torch.save({'state_dict': {'w': torch.ones(1)}}, str(inner))
+    with CheckpointServer(served) as server:
+        first = server.url('first.pth')
+        _load_checkpoint(first, map_location='cpu')
+        victim = download_cache_path(first)
+        _one_file_zip(served / 'zipped.pth', osp.basename(victim), inner.read_bytes())
+        _one_file_zip(served / 'escape.pth', '../../escaped.pth', inner.read_bytes())
+        ckpt = _load_checkpoint(server.url('zipped.pth'), map_location='cpu')
+        assert ckpt['state_dict']['w'].tolist() == [1.0]
+        assert _load_checkpoint(first, map_location='cpu')['state_dict']['w'].tolist() == [0.0]
+        with pytest.raises(ValueError, match=r"entry named '\.\./\.\./escaped\.pth'"):
+            _load_checkpoint(server.url('escape.pth'), map_location='cpu')
+    assert not (tmp_path / 'escaped.pth').exists() and not (hub.parent / 'escaped.pth').exists()
+    assert not [n for n in os.listdir(hub) if n.startswith('.unzip-')]
+
+
+# ---- MMEngine's module-level loaders, called directly ---------------------------------------
+
+
+class MkdirPayload:
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker, )
+
+
+@needs_allow_list
+@pytest.mark.parametrize('name', ['_safe_torch_load', 'load_from_local'])
+def test_mmengine_module_level_loaders_never_fall_back_to_full_unpickling(tmp_path, name):
+    """onedl-mmengine's ``_safe_torch_load`` retries a refused file with
+    ``weights_only=False``: with the plugin imported, it and ``load_from_local`` are the
+    project's restricted loaders."""
+    from mmengine.runner import checkpoint as mmengine_checkpoint
+    if not hasattr(mmengine_checkpoint, name):
+        pytest.skip(f'this MMEngine has no {name}')
+    marker = str(tmp_path / 'code_ran')
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'payload': MkdirPayload(marker)}, path)
+    with pytest.raises(CheckpointRefusedError, match=r'posix\.mkdir'):
+        getattr(mmengine_checkpoint, name)(path, map_location='cpu')
+    assert not os.path.exists(marker)

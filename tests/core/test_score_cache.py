@@ -78,3 +78,24 @@ def test_damaged_lines_and_meta_are_detected(tmp_path):
     open(c.meta_path, 'w').close()
     assert make(tmp_path).load() == {}
     assert osp.getsize(c.meta_path) > 0
+
+
+def test_links_planted_in_a_shared_cache_folder_are_never_written_through(tmp_path):
+    """A cache_dir shared by several users: links planted under the names the cache writes
+    (meta.json, its old fixed temporary name, the part file) leave their targets as they
+    were; appending through the part file's link is refused, naming it."""
+    import os
+    import pytest
+    victims = {}
+    c = ScoreCache(str(tmp_path / 'shared'), FP, PATHS, 'ads', rank=0)
+    os.makedirs(c.dir)
+    for name in ('meta.json', 'meta.json.tmp', osp.basename(c.part_path)):
+        victims[name] = tmp_path / f'victim_{name}'
+        victims[name].write_text('precious\n')
+        if name == osp.basename(c.part_path):
+            c.prepare()  # (it removes the part files of a foreign meta.json: plant it after)
+        os.symlink(victims[name], osp.join(c.dir, name))
+    with pytest.raises(OSError, match=r"part-0\.jsonl' is a symbolic link"):
+        c.write([(0, 1.0, None)])
+    assert all(v.read_text() == 'precious\n' for v in victims.values())
+    assert json.load(open(osp.join(c.dir, 'meta.json')))['fingerprint'] == FP

@@ -64,7 +64,10 @@ def test_http_checkpoint_is_downloaded_once_and_loaded_strictly(repo_root, serve
     for _ in range(2):
         assert_weights(build_frozen_segmentor(osp.join(repo_root, TEACHER), url), served[1])
     assert server.gets == {'/teacher.pth': 1}  # the second build read the hub cache
-    assert osp.isfile(tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'teacher.pth')
+    from mmseg_dfss.core.safe_load import download_cache_path
+    cached = download_cache_path(url)
+    assert osp.dirname(cached) == str(tmp_path / 'torch_home' / 'hub' / 'checkpoints')
+    assert osp.isfile(cached) and cached.endswith('-teacher.pth')
 
 
 def test_http_checkpoint_that_does_not_fit_names_the_url_and_keys(repo_root, served, server):

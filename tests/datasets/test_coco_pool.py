@@ -1,6 +1,7 @@
 import json
 import os
 import os.path as osp
+import re
 
 import pytest
 from dataset_layouts import make_coco
@@ -158,3 +159,24 @@ def test_index_follows_a_changed_annotation_file_and_survives_damage(tmp_path):
     assert ids(build(root)) == [10, 20, 30, 50]
     # no index at all: every build parses (the behaviour before the index)
     assert ids(build(root, index_dir=None)) == [10, 20, 30, 50]
+
+
+@pytest.mark.parametrize('file_name', ['../outside.jpg', 'a/../../outside.jpg', '/etc/hostname',
+                                       '..\\outside.jpg', ''])
+@pytest.mark.parametrize('index_dir', [None, 'index'])
+def test_a_file_name_outside_the_image_folder_is_refused_and_named(tmp_path, file_name,
+                                                                   index_dir):
+    """Absolute or ``..`` file names would read (and tools/teacher_label.py copy) a file
+    outside the image folder; the pool index (read instead of the file) is checked too."""
+    root = make_coco(str(tmp_path))
+    path = osp.join(root, ANN)
+    with open(path) as f:
+        content = json.load(f)
+    content['images'][1]['file_name'] = file_name
+    image_id = content['images'][1]['id']
+    with open(path, 'w') as f:
+        json.dump(content, f)
+    index = osp.join(root, index_dir) if index_dir else None
+    with pytest.raises(ValueError, match=rf"image id {image_id} has file_name {re.escape(repr(file_name))}"
+                       r', which is not a path inside the image folder'):
+        build(root, index_dir=index)

@@ -1,5 +1,6 @@
 import csv
 import hashlib
+import json
 import os
 import os.path as osp
 
@@ -50,6 +51,59 @@ def test_rerun_with_same_arguments_reuses_and_changed_arguments_leave_no_stale_f
     assert sorted(os.listdir(root / 'scenes' / 'img_dir' / 'train')) == ['00000.png', '00001.png']
     pool_files = [f for _, _, fs in os.walk(root / 'pool') for f in fs if f.endswith('.png')]
     assert len(pool_files) == 5
+
+
+def _tiny(root, **kwargs):
+    return generate_synthetic(str(root), **dict(dict(seed=0, num_train=1, num_test=1,
+                                                     pool_size=2, size=32, progress=False),
+                                                **kwargs))
+
+
+def test_a_folder_it_did_not_make_is_refused_and_left_alone(tmp_path):
+    """--out data, where data/pool is the user's own: refused, nothing deleted."""
+    root = tmp_path / 'data'
+    (root / 'pool').mkdir(parents=True)
+    (root / 'pool' / 'mine.jpg').write_bytes(b'user image')
+    with pytest.raises(ValueError, match=r"data' is not empty and holds no meta.json"):
+        _tiny(root)
+    assert (root / 'pool' / 'mine.jpg').read_bytes() == b'user image'
+    assert sorted(os.listdir(root)) == ['pool']
+
+    (root / 'meta.json').write_text('{"name": "someone else\'s"}')
+    with pytest.raises(ValueError, match='was not written by generate_synthetic'):
+        _tiny(root)
+    assert (root / 'pool' / 'mine.jpg').read_bytes() == b'user image'
+
+
+def test_a_link_in_place_of_its_folder_is_never_written_through(tmp_path):
+    """data/pool a symlink to the user's images (as docs/zoo.md suggests for real pools):
+    regenerating refuses, the linked folder keeps its files and gets no new one."""
+    root, images = tmp_path / 'syn', tmp_path / 'my_images'
+    _tiny(root)
+    images.mkdir()
+    (images / 'mine.jpg').write_bytes(b'user image')
+    os.rename(root / 'pool', tmp_path / 'old_pool')
+    os.symlink(images, root / 'pool')
+    with pytest.raises(ValueError, match=r"pool' is a link"):
+        _tiny(root, seed=1)
+    assert os.listdir(images) == ['mine.jpg']
+
+    os.unlink(root / 'meta.json')
+    os.symlink(tmp_path / 'elsewhere.json', root / 'meta.json')
+    with pytest.raises(ValueError, match=r"meta.json' is a link"):
+        _tiny(root, seed=1)
+    assert not (tmp_path / 'elsewhere.json').exists()
+
+
+def test_an_interrupted_run_is_regenerated_not_refused(tmp_path):
+    root = tmp_path / 'syn'
+    _tiny(root)
+    meta = json.loads((root / 'meta.json').read_text())
+    (root / 'meta.json').write_text(json.dumps(dict(meta, complete=False)))
+    (root / 'pool' / 'stale.png').write_bytes(b'x')  # left by the interrupted run
+    _tiny(root)
+    assert not (root / 'pool' / 'stale.png').exists()
+    assert json.loads((root / 'meta.json').read_text())['complete'] is True
 
 
 def test_scenes_are_structured_rooms(tmp_path):

@@ -84,6 +84,9 @@ def test_hook_and_tool_export_the_same_plain_checkpoint(trained):
     assert all(torch.equal(a['state_dict'][k], b['state_dict'][k]) for k in a['state_dict'])
     assert not any(k.startswith(('teacher.', 'student.')) for k in a['state_dict'])
     assert len(a['meta']['dataset_meta']['classes']) == 7
+    for ckpt in (a, b):  # no config text (MMEngine would run it), no message hub
+        assert set(ckpt) == {'meta', 'state_dict'}
+        assert set(ckpt['meta']) == {'mmseg_dfss_export', 'dataset_meta'}
     text = open(osp.join(hook_dir, 'student_config.py')).read()
     assert 'mmseg_dfss' not in text and 'custom_imports' not in text
     assert 'DataFreeDistiller' not in text and 'ADSDataset' not in text

@@ -59,3 +59,47 @@ def test_plain_mmseg_scores_the_teacher_100_on_its_labels(tmp_path, synthetic_ro
     assert proc.returncode == 0, log[-4000:]
     assert 'mmseg_dfss' not in log
     assert re.search(r'mIoU: 100\.0+\b', log), log[-3000:]
+
+
+@pytest.mark.slow
+def test_reruns_never_write_into_source_images_or_foreign_folders(tmp_path, synthetic_root,
+                                                                   repo_root, teacher_ckpt):
+    """Two runs into one --out on two folders that each hold x.png (one tool process,
+    tests/reliability/run_tools.py): the outputs are copies, so the second run leaves the
+    first folder's x.png and the label cache as they were; a non-empty --out the tool did
+    not write is refused, its files kept."""
+    import json
+    pool = sorted(glob.glob(osp.join(synthetic_root, 'pool', '**', '*.png'), recursive=True))
+    sources = {}
+    for k in ('a', 'b'):
+        (tmp_path / k).mkdir()
+        shutil.copy(pool[k == 'b'], tmp_path / k / 'x.png')
+        sources[k] = (tmp_path / k / 'x.png').read_bytes()
+    assert sources['a'] != sources['b']
+    out, foreign = tmp_path / 'out', tmp_path / 'foreign'
+    foreign.mkdir()
+    (foreign / 'notes.txt').write_text('mine')
+    argv = ['tools/teacher_label.py', TEACHER, '--checkpoint', teacher_ckpt, '--images']
+    places = {'first': argv + [str(tmp_path / 'a'), '--out', str(out)],
+              'second': argv + [str(tmp_path / 'b'), '--out', str(out)],
+              'foreign': argv + [str(tmp_path / 'a'), '--out', str(foreign)]}
+    with open(tmp_path / 'places.json', 'w') as f:
+        json.dump(places, f)
+    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, 'tests/reliability/run_tools.py',
+                           str(tmp_path / 'places.json'), str(tmp_path / 'results.json')],
+                          cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / 'results.json') as f:
+        results = json.load(f)
+    assert results['first']['type'] is None and results['second']['type'] is None, results
+    assert (tmp_path / 'a' / 'x.png').read_bytes() == sources['a']
+    (img, ) = os.listdir(out / 'img_dir')
+    assert (out / 'img_dir' / img).read_bytes() == sources['b']
+    cache = [p for p in glob.glob(str(out / '.label_cache' / '**' / '*.png'), recursive=True)]
+    for path in [out / 'img_dir' / img, out / 'ann_dir' / os.listdir(out / 'ann_dir')[0]]:
+        assert os.stat(path).st_nlink == 1  # a copy: no source or cache file shares it
+    assert cache and all(os.stat(p).st_nlink == 1 for p in cache)
+    assert results['foreign']['type'] == 'SystemExit'
+    assert 'is not empty and was not written by this tool' in results['foreign']['message']
+    assert os.listdir(foreign) == ['notes.txt']
