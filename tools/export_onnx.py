@@ -36,8 +36,9 @@ threshold). Other pixels are counted, never compared: two correct float32 paths 
 decide them differently.
 
 Exit status: 0 written and checked; 1 the parity check failed (the graph is written);
-2 the export failed (the message names the module whose op does not export);
-3 a needed package is missing (the message says what to install).
+2 the export failed (the message names the module whose op does not export) or was
+refused (a config or checkpoint it cannot export, and why); 3 a needed package is
+missing (the message says what to install).
 """
 import argparse
 import sys
@@ -84,6 +85,9 @@ def main(argv=None):
         return 3
     except OnnxExportError as e:
         print(f'export failed: {e}', file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, TypeError) as e:  # the exporter's own refusals
+        print(f'export refused: {type(e).__name__}: {e}', file=sys.stderr)
         return 2
     except OnnxParityError as e:
         print(f'parity check failed: {e}', file=sys.stderr)

@@ -248,7 +248,8 @@ def config_test_shape(cfg, default=(512, 512)):
             w, h = t['scale']
             return int(h), int(w)
     test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
-    if test_cfg.get('mode') == 'slide' and test_cfg.get('crop_size'):
-        return tuple(test_cfg['crop_size'])
+    crop = test_cfg.get('crop_size')
+    if test_cfg.get('mode') == 'slide' and crop:
+        return (crop, crop) if isinstance(crop, int) else tuple(crop)
     crop = cfg.get('crop_size')
     return tuple(crop) if crop else tuple(default)

@@ -133,7 +133,7 @@ def test_parity_check_fails_on_other_weights(student_ckpt, tmp_path):
         check_parity(segmentor, out, random_image((32, 32)))
 
 
-@pytest.mark.parametrize('test_cfg', [dict(size_divisor=32), dict(size=(64, 64))],
+@pytest.mark.parametrize('test_cfg', [dict(size_divisor=32), dict(size=(48, 64))],
                          ids=['size_divisor', 'size'])
 def test_graph_pads_at_test_time(test_cfg, tiny, tmp_path):
     """MMSeg pads test inputs by data_preprocessor.test_cfg (SegNeXt, Mask2Former and

@@ -59,7 +59,7 @@ def test_help_states_the_graph_contract(export_main, capsys):
     for words in ('input   image', 'output  seg_logits', 'output  pred_sem_seg',
                   'test-time padding', 'decode_head.threshold',
                   'resizing seg_logits back to the original image\n          size',
-                  'A --dynamic graph cannot slide', '3 a needed package is missing'):
+                  'A --dynamic graph cannot slide', 'Exit status: 0 written and checked'):
         assert words in out, words
 
 
@@ -111,3 +111,12 @@ def test_unexportable_module_exits_2_naming_it(student, tool, repo_root):
     assert ("export failed: ONNX export (opset 17) failed in module 'segmentor.neck' (FFTNeck): "
             "Exporting the operator 'aten::fft_fft2'") in msg
     assert not out.exists()
+
+
+def test_distiller_config_is_refused_with_the_reason(export_main, repo_root, tmp_path, capsys):
+    """A config the exporter cannot take exits 2 saying why, not with a traceback."""
+    dfss = osp.join(repo_root, 'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py')
+    assert export_main([dfss, str(tmp_path / 'x.pth'), '--out', str(tmp_path / 'x.onnx')]) == 2
+    err = capsys.readouterr().err
+    assert 'export refused: ValueError: ONNX export takes a segmentor config' in err
+    assert 'tools/export_student.py' in err
