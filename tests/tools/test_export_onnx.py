@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
-from model_utils import randomise_bn
-from onnx_utils import assert_same_decisions
+from mmengine.model import revert_sync_batchnorm
+from onnx_utils import assert_same_decisions, spread_logits
 
 from mmseg_dfss.core import build_frozen_segmentor
 from mmseg_dfss.models.onnx_export import (PARITY_ATOL, build_exportable, mmseg_seg_logits,
@@ -35,10 +35,8 @@ class FFTNeck(nn.Module):
 def student(tmp_path_factory, repo_root):
     tmp = tmp_path_factory.mktemp('export_onnx')
     torch.manual_seed(0)
-    model = randomise_bn(build_frozen_segmentor(osp.join(repo_root, STUDENT),
-                                                allow_random_teacher=True))
-    with torch.no_grad():  # spread the logits: zoo init leaves every pixel a near tie
-        model.decode_head.conv_seg.weight.mul_(30)
+    model = spread_logits(revert_sync_batchnorm(build_frozen_segmentor(
+        osp.join(repo_root, STUDENT), allow_random_teacher=True)))
     ckpt = str(tmp / 'student.pth')
     torch.save({'state_dict': model.state_dict()}, ckpt)
     return tmp, osp.join(repo_root, STUDENT), ckpt
