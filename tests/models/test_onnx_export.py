@@ -24,9 +24,10 @@ from test_backbone_swap_matrix import STUDENTS, calibrate_bn, zoo_model
 
 from mmseg_dfss.core import build_frozen_segmentor
 from mmseg_dfss.models.onnx_export import (PARITY_ATOL, OnnxExportError, OnnxParityError,
-                                           build_exportable, check_parity, export_and_check,
-                                           export_onnx, mmseg_results, mmseg_seg_logits,
-                                           random_image)
+                                           build_exportable, check_parity, config_test_shape,
+                                           export_and_check, export_onnx, mmseg_results,
+                                           mmseg_seg_logits, random_image)
+from mmseg_dfss.models.onnx_wrapper import padding_cfg
 
 ort = pytest.importorskip('onnxruntime')
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -206,6 +207,28 @@ def test_slide_inference(tiny, tmp_path):
                for r in dynamic)
     got, got_pred = onnx_outputs(str(tmp_path / 'whole.onnx'), image)
     assert assert_same_decisions(got, whole, PARITY_ATOL, got_pred) > 0.5
+
+
+def test_default_shape_is_the_test_image_size():
+    """The default export size is one test image's (the test Resize scale, (w, h) in
+    MMCV), which a slide graph slides over; the crop only when no scale is given."""
+    slide = dict(mode='slide', crop_size=(512, 512), stride=(341, 341))
+    resize = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(2048, 1024))]
+    assert config_test_shape(Config(dict(model=dict(test_cfg=slide),
+                                         test_pipeline=resize))) == (1024, 2048)
+    assert config_test_shape(Config(dict(model=dict(test_cfg=slide)))) == (512, 512)
+    assert config_test_shape(Config(dict(model=dict(test_cfg=dict(
+        slide, crop_size=256))))) == (256, 256)
+
+
+def test_padding_needs_one_of_size_and_divisor():
+    """As MMSeg's stack_batch: a test_cfg with both or neither is refused, naming it."""
+    assert padding_cfg(dict(size_divisor=32)) == (None, 32)
+    assert padding_cfg(dict(size=[48, 64])) == ((48, 64), None)
+    for bad in (dict(size=(64, 64), size_divisor=32), dict(pad_val=0)):
+        with pytest.raises(ValueError, match=r'data_preprocessor.test_cfg .* exactly one of '
+                                             'size and size_divisor'):
+            padding_cfg(bad)
 
 
 @MODELS.register_module(force=True)
