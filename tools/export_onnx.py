@@ -21,6 +21,8 @@ The graph (what test_step does for a batch of same-size images):
   caller  resizing the image before; resizing seg_logits back to the original image
           size after (bilinear, the decode head's align_corners), then the argmax or
           the threshold again, as MMSeg's postprocess_result does; flip TTA.
+  metadata  align_corners, mode (whole or slide), outputs, and threshold for a
+          one-channel head (onnxruntime: get_modelmeta().custom_metadata_map).
 
 Slide inference (model.test_cfg.mode='slide'): a static graph slides over the crop
 grid of --shape, exactly as test_step does at that size; export at the size of the

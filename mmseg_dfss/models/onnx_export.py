@@ -176,9 +176,24 @@ def export_onnx(wrapper, out_file, shape=(512, 512), dynamic=False, opset=OPSET,
         raise _named_failure(wrapper, example, e, stack, out_file, opset, dynamo) from e
     finally:
         tracker.close()
-    import onnx
-    onnx.checker.check_model(out_file)
+    write_metadata(out_file, wrapper)
     return out_file
+
+
+def write_metadata(out_file, wrapper):
+    """Stores in the graph what its caller needs for the steps left to it (the resize of
+    ``seg_logits`` back to the original size, then the argmax or the threshold):
+    ``align_corners`` (the segmentor's), ``threshold`` (one-channel heads), ``mode``
+    (whole or slide), read with onnxruntime's ``get_modelmeta().custom_metadata_map``."""
+    import onnx
+    model = onnx.load(out_file)
+    meta = dict(align_corners=str(bool(getattr(wrapper.segmentor, 'align_corners', False))),
+                mode=wrapper.mode, outputs=','.join(OUTPUT_NAMES))
+    if wrapper.threshold is not None:
+        meta['threshold'] = repr(wrapper.threshold)
+    onnx.helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, out_file)
 
 
 def _named_failure(wrapper, example, error, stack, out_file, opset, dynamo):
@@ -238,5 +253,5 @@ def export_and_check(config, checkpoint, out_file, shape=None, dynamic=False, op
 __all__ = ['ExportableSegmentor', 'OnnxExportError', 'OnnxParityError', 'build_exportable',
            'export_onnx', 'check_parity', 'export_and_check', 'mmseg_seg_logits',
            'mmseg_results', 'config_test_shape', 'ort_session', 'random_image', 'compare',
-           'decisive_pixels', 'load_segmentor_weights', 'preprocessor_cfg', 'graph_mode',
+           'decisive_pixels', 'load_segmentor_weights', 'write_metadata', 'preprocessor_cfg', 'graph_mode',
            'PARITY_ATOL', 'OPSET', 'ONNX_NAME', 'INPUT_NAME', 'OUTPUT_NAME', 'OUTPUT_NAMES']

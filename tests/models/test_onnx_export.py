@@ -179,6 +179,11 @@ def test_one_channel_head_thresholds_as_test_step(tiny, tmp_path):
     between = (ref > 0.3 + PARITY_ATOL) & (ref < 0.5 - PARITY_ATOL)
     assert between.mean() > 0.05  # pixels a 0.5 threshold decides otherwise
     assert (got_pred[between] == 1).all()
+    # what the caller needs to resize back and decide again, in the graph
+    meta = ort.InferenceSession(out, providers=['CPUExecutionProvider']
+                                ).get_modelmeta().custom_metadata_map
+    assert meta == dict(align_corners='False', threshold='0.3', mode='whole',
+                        outputs='seg_logits,pred_sem_seg')
     wrapper.threshold = 0.5  # a graph that thresholds at 0.5: the check sees it
     export_onnx(wrapper, out, (48, 64))
     with pytest.raises(OnnxParityError, match=r'prediction agreement (\d|\.)+%') as err:
@@ -194,6 +199,8 @@ def test_slide_inference(tiny, tmp_path):
                                                stride=(24, 32))})
     [static] = export_and_check(cfg, ckpt, str(tmp_path / 'slide.onnx'), shape=(48, 72))
     assert static['agreement'] == 1 and 'vs_slide' not in static
+    sess = ort.InferenceSession(str(tmp_path / 'slide.onnx'), providers=['CPUExecutionProvider'])
+    assert sess.get_modelmeta().custom_metadata_map['mode'] == 'slide'
     _, segmentor, _ = build_exportable(cfg, ckpt)
     image = random_image((48, 72), seed=6)
     slide = mmseg_seg_logits(segmentor, image).numpy()
