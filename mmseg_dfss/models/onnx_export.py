@@ -16,6 +16,7 @@ from here (the docs and ``benchmarks/compression.py`` cite this module).
 import io
 import os
 import os.path as osp
+import tempfile
 import time
 import warnings
 
@@ -156,14 +157,33 @@ def export_onnx(wrapper, out_file, shape=(512, 512), dynamic=False, opset=OPSET,
     docs/deploy.md for why); ``dynamo=True`` needs ``onnxscript``. ``dynamic``: batch,
     height and width are free axes (not for a slide wrapper: its crop grid is fixed at
     export). Any failure of the export raises :class:`OnnxExportError` naming the module.
+    The graph is written under a temporary name in the same folder, then moved onto
+    ``out_file``: a failed export leaves an existing ``out_file`` as it was.
     """
     require_exporter(dynamo)
     if dynamic and getattr(wrapper, 'mode', 'whole') == 'slide':
         raise ValueError('a slide graph is traced for one input size: export it static, or '
                          "build it with mode='whole' for dynamic axes")
-    h, w = shape
-    example = random_image((h, w))
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+    out_dir = osp.dirname(osp.abspath(out_file))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f'.{osp.basename(out_file)}.', suffix='.tmp')
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # the permissions a plain open() would give, not 0600
+    try:
+        _trace(wrapper, random_image(tuple(shape)), tmp, dynamic, opset, dynamo)
+        write_metadata(tmp, wrapper)
+        os.replace(tmp, out_file)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return out_file
+
+
+def _trace(wrapper, example, out_file, dynamic, opset, dynamo):
+    """``torch.onnx.export``; a failure becomes an :class:`OnnxExportError` naming the
+    module that ran the op."""
     tracker = _ModuleTracker(wrapper)
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -173,11 +193,9 @@ def export_onnx(wrapper, out_file, shape=(512, 512), dynamic=False, opset=OPSET,
     except Exception as e:  # noqa: BLE001  named below, with the module that ran the op
         stack = list(tracker.stack)
         tracker.close()
-        raise _named_failure(wrapper, example, e, stack, out_file, opset, dynamo) from e
+        raise _named_failure(wrapper, example, e, stack, opset, dynamo) from e
     finally:
         tracker.close()
-    write_metadata(out_file, wrapper)
-    return out_file
 
 
 def write_metadata(out_file, wrapper):
@@ -196,13 +214,11 @@ def write_metadata(out_file, wrapper):
     onnx.save(model, out_file)
 
 
-def _named_failure(wrapper, example, error, stack, out_file, opset, dynamo):
-    """The :class:`OnnxExportError` for ``error``; removes the partial ``out_file``."""
+def _named_failure(wrapper, example, error, stack, opset, dynamo):
+    """The :class:`OnnxExportError` for ``error``."""
     name = stack[-1] if stack else _culprit(wrapper, example, error, opset, dynamo)
     module = dict(wrapper.named_modules()).get(name) if name else None
     where = f'in module {name!r} ({type(module).__name__})' if name else 'outside any submodule'
-    if osp.exists(out_file):
-        os.remove(out_file)
     return OnnxExportError(f'ONNX export (opset {opset}) failed {where}: {_first_line(error)}',
                            module=name, module_type=type(module).__name__ if module else None)
 

@@ -256,13 +256,16 @@ def test_unexportable_op_is_named_with_its_module(repo_root, tmp_path):
     cfg.model.neck = dict(type='SpectralNeck')
     wrapper, _, _ = build_exportable(cfg, None)
     out = str(tmp_path / 'bad.onnx')
+    with open(out, 'w') as f:
+        f.write('an earlier graph')
     with pytest.raises(OnnxExportError) as err:
         export_onnx(wrapper, out, (32, 32))
     assert err.value.module == 'segmentor.neck'
     assert err.value.module_type == 'SpectralNeck'
     assert "in module 'segmentor.neck' (SpectralNeck)" in str(err.value)
     assert 'aten::fft_fft2' in str(err.value)
-    assert not os.path.exists(out)
+    # nothing partial left, and an existing file of that name is not touched
+    assert os.listdir(tmp_path) == ['bad.onnx'] and open(out).read() == 'an earlier graph'
 
 
 def test_dynamo_without_onnxscript_says_what_to_install(monkeypatch, tmp_path):
