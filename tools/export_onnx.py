@@ -39,8 +39,9 @@ decide them differently.
 
 Exit status: 0 written and checked; 1 the parity check failed (the graph is written);
 2 the export failed (the message names the module whose op does not export) or was
-refused (a config or checkpoint it cannot export, and why); 3 a needed package is
-missing (the message says what to install).
+refused (a config or checkpoint it cannot export, and why), and nothing was written
+(an existing --out stays as it was); 3 a needed package is missing (the message says
+what to install).
 """
 import argparse
 import sys
