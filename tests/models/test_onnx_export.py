@@ -208,10 +208,9 @@ def test_slide_inference(tiny, tmp_path):
     assert assert_same_decisions(got, slide, PARITY_ATOL, got_pred) > 0.5
     whole = mmseg_seg_logits(segmentor, image, mode='whole').numpy()
     assert np.abs(whole - slide).max() > 10 * PARITY_ATOL  # the two modes differ here
-    dynamic = export_and_check(cfg, ckpt, str(tmp_path / 'whole.onnx'), shape=(48, 72),
-                               dynamic=True)
-    assert all(r['agreement'] == 1 and r['vs_slide']['max_abs_diff'] > 10 * PARITY_ATOL
-               for r in dynamic)
+    [dynamic] = export_and_check(cfg, ckpt, str(tmp_path / 'whole.onnx'), shape=(48, 72),
+                                 dynamic=True, check_shapes=[])  # other sizes: tested above
+    assert dynamic['agreement'] == 1 and dynamic['vs_slide']['max_abs_diff'] > 10 * PARITY_ATOL
     got, got_pred = onnx_outputs(str(tmp_path / 'whole.onnx'), image)
     assert assert_same_decisions(got, whole, PARITY_ATOL, got_pred) > 0.5
 
