@@ -269,5 +269,6 @@ def export_and_check(config, checkpoint, out_file, shape=None, dynamic=False, op
 __all__ = ['ExportableSegmentor', 'OnnxExportError', 'OnnxParityError', 'build_exportable',
            'export_onnx', 'check_parity', 'export_and_check', 'mmseg_seg_logits',
            'mmseg_results', 'config_test_shape', 'ort_session', 'random_image', 'compare',
-           'decisive_pixels', 'load_segmentor_weights', 'write_metadata', 'preprocessor_cfg', 'graph_mode',
+           'decisive_pixels', 'load_segmentor_weights', 'write_metadata', 'preprocessor_cfg',
+           'graph_mode', 'require_exporter',
            'PARITY_ATOL', 'OPSET', 'ONNX_NAME', 'INPUT_NAME', 'OUTPUT_NAME', 'OUTPUT_NAMES']
