@@ -1,21 +1,21 @@
 """StudentExportHook(onnx=True) writes student.onnx next to student.pth, from the
 exported student_config.py + student.pth: onnxruntime on raw BGR pixels gives the
-trained student's test_step logits. Off by default."""
+trained student's test_step results (within PARITY_ATOL; decisions compared where no
+difference within it can flip them). Off by default."""
 import os.path as osp
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmseg.registry import MODELS
-from model_utils import randomise_bn
+from onnx_utils import assert_same_decisions, spread_logits
 
 from mmseg_dfss.core import load_model_config
 from mmseg_dfss.engine import StudentExportHook
 from mmseg_dfss.models.data_free_distiller import drop_auxiliary_head
-from mmseg_dfss.models.onnx_export import mmseg_seg_logits, random_image
+from mmseg_dfss.models.onnx_export import PARITY_ATOL, mmseg_seg_logits, random_image
 
 ort = pytest.importorskip('onnxruntime')
 DFSS = 'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py'
@@ -28,7 +28,7 @@ def fake_runner(repo_root, work_dir):
     student = revert_sync_batchnorm(MODELS.build(drop_auxiliary_head(
         load_model_config(cfg.model.student), notice=False)))
     student.init_weights()
-    randomise_bn(student).eval()
+    spread_logits(student)
     return SimpleNamespace(cfg=cfg, model=SimpleNamespace(student=student),
                            work_dir=str(work_dir), train_dataloader=None, iter=2)
 
@@ -43,11 +43,10 @@ def test_hook_writes_student_onnx(repo_root, tmp_path):
     # the student's normalisation (the distiller's data_preprocessor) is in the graph
     image = random_image((64, 64), seed=1)
     sess = ort.InferenceSession(str(out / 'student.onnx'), providers=['CPUExecutionProvider'])
-    got = sess.run(None, {'image': image.numpy()})[0]
+    got, got_pred = sess.run(['seg_logits', 'pred_sem_seg'], {'image': image.numpy()})
     ref = mmseg_seg_logits(student, image).numpy()
     assert got.shape == (1, 7, 64, 64)
-    np.testing.assert_allclose(got, ref, atol=1e-3)
-    assert (got.argmax(1) == ref.argmax(1)).all()
+    assert assert_same_decisions(got, ref, PARITY_ATOL, got_pred) > 0.5
 
 
 def test_hook_writes_no_onnx_by_default(repo_root, tmp_path):
