@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 import statistics
 import subprocess
 import sys
@@ -42,11 +43,19 @@ SWEEP = [('activation_type', 'QInt8'), ('reduce_range', True), ('per_channel', F
          ('pre_process', False), ('fp32_tail', False)]
 
 
+def last_checkpoint(folder):
+    found = sorted(glob.glob(osp.join(folder, 'iter_*.pth')),
+                   key=lambda f: int(re.findall(r'\d+', osp.basename(f))[0]))
+    if not found:
+        sys.exit(f'no iter_*.pth in {folder}: give --teacher-checkpoint')
+    return found[-1]
+
+
 def demo_paths(args):
     """The demo's files (tools/demo.py's layout), each overridable."""
     d = osp.abspath(args.demo_dir)
     dist = args.distill_dir or osp.join(d, 'dfss', 'ads_wdpd_seed0')
-    teacher = args.teacher_checkpoint or osp.join(d, 'teacher', 'iter_1500.pth')
+    teacher = args.teacher_checkpoint or last_checkpoint(osp.join(d, 'teacher'))
     opts = {'model.teacher_checkpoint': teacher,
             'train_dataloader.dataset.teacher_checkpoint': teacher,
             'train_dataloader.dataset.dataset.data_root': osp.join(d, 'data', 'pool'),
@@ -120,7 +129,7 @@ def main():
     p.add_argument('--demo-dir', default='work_dirs/demo')
     p.add_argument('--distill-dir', help='the DFSS run (its student/ folder; default: the '
                    "demo's dfss/ads_wdpd_seed0)")
-    p.add_argument('--teacher-checkpoint', help="default: the demo's teacher/iter_1500.pth")
+    p.add_argument('--teacher-checkpoint', help="default: the demo's last teacher/iter_*.pth")
     p.add_argument('--cache-dir', help="the ADS score cache (default: the demo's ads_cache)")
     p.add_argument('--eps', type=int, default=600, help="the DFSS run's eps (the demo's 600)")
     p.add_argument('--num', type=int, default=200, help='images per calibration set')
