@@ -76,7 +76,10 @@ def ads_ranking(config, cfg_options=None):
     ds_cfg = copy.deepcopy(ds_cfg.to_dict() if hasattr(ds_cfg, 'to_dict') else ds_cfg)
     ds_cfg['lazy_init'] = True
     ds = DATASETS.build(ds_cfg)
-    ds.scorer = CachedScoresOnly.like(ds.scorer, hint=f'python tools/ads_score.py {name}')
+    hint = f'python tools/ads_score.py {name}'
+    if cfg_options:
+        hint += ' --cfg-options ' + ' '.join(f'{k}={v}' for k, v in cfg_options.items())
+    ds.scorer = CachedScoresOnly.like(ds.scorer, hint=hint)
     ds.full_init()
     res = ds.result
     finite = int(np.isfinite(res.scores).sum())
