@@ -8,8 +8,8 @@ that graph takes: an image read as MMSeg's ``LoadImageFromFile`` reads it (BGR),
 resized to the graph's input size (``mmcv.imresize``, bilinear: MMSeg's ``Resize``
 with ``keep_ratio=False``), as float32 ``1 x 3 x H x W``.
 
-The settings (:data:`DEFAULT_SETTINGS`) were chosen by measurement on the demo's DFSS
-student; docs/deploy.md gives the measurements. Parity is the argmax agreement of the
+The settings (:data:`DEFAULT_SETTINGS`) and why: docs/deploy.md, "Which settings"
+(``benchmarks/int8_calibration.py --sweep`` measures each one changed alone). Parity is the argmax agreement of the
 INT8 and FP32 graphs over the pixels of check images never used to calibrate.
 """
 import os
@@ -24,7 +24,7 @@ from .onnx_export import ort_session
 
 DEFAULT_NUM = 200
 DEFAULT_MIN_AGREEMENT = 0.95
-# chosen on the demo's DFSS student (docs/deploy.md, "INT8: which settings")
+# onnxruntime's U8S8 QDQ for x86 with VNNI; docs/deploy.md, "Which settings"
 DEFAULT_SETTINGS = dict(activation_type='QUInt8', weight_type='QInt8', per_channel=True,
                         reduce_range=False, calibrate_method='MinMax', pre_process=True,
                         fp32_tail=True)
