@@ -122,6 +122,8 @@ def calibration_sets(spec, num=200, check=None, num_check=DEFAULT_NUM_CHECK, see
     """
     if not isinstance(num, int) or num < 1:
         raise ValueError(f'--num must be a positive integer, got {num!r}')
+    if not isinstance(num_check, int) or num_check < 1:
+        raise ValueError(f'--num-check must be a positive integer, got {num_check!r}')
     describe = dict(spec=spec)
     if spec.startswith(ADS_PREFIX):
         rank = ads_ranking(spec[len(ADS_PREFIX):], cfg_options)
