@@ -161,7 +161,10 @@ def main():
         sets[f'random pool, seed {s}'] = sorted(
             np.random.default_rng(s).choice(rest, args.num, replace=False).tolist())
     sets['ADS-worst'] = rank.worst(args.num)
-    assert all(not set(v) & set(check) for v in sets.values())
+    clash = [k for k, v in sets.items() if set(v) & set(check)]
+    if clash:
+        sys.exit(f'calibration sets {clash} overlap the held-out check images: the pool is too '
+                 'small for --num/--num-check')
 
     test_imgs = sorted(glob.glob(osp.join(paths['test'], 'img_dir', 'test', '*.png')))
     import mmcv
