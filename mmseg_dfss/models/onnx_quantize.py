@@ -9,8 +9,9 @@ resized to the graph's input size (``mmcv.imresize``, bilinear: MMSeg's ``Resize
 with ``keep_ratio=False``), as float32 ``1 x 3 x H x W``.
 
 The settings (:data:`DEFAULT_SETTINGS`) and why: docs/deploy.md, "Which settings"
-(``benchmarks/int8_calibration.py --sweep`` measures each one changed alone). Parity is the argmax agreement of the
-INT8 and FP32 graphs over the pixels of check images never used to calibrate.
+(``benchmarks/int8_calibration.py --sweep`` measures each one changed alone). Parity is
+the argmax agreement of the INT8 and FP32 graphs over the pixels of check images never
+used to calibrate.
 """
 import os
 import os.path as osp
