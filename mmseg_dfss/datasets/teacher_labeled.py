@@ -98,7 +98,7 @@ class TeacherLabeledDataset(BaseSegDataset):
                 or not 0 <= max_unreadable <= 1:
             raise ValueError('TeacherLabeledDataset: max_unreadable must be a share in [0, 1], '
                              f'got {max_unreadable!r}')
-        for key in ('ann_file', 'data_prefix', 'reduce_zero_label', 'test_mode'):
+        for key in ('ann_file', 'data_prefix', 'reduce_zero_label', 'test_mode', 'ignore_index'):
             kwargs.pop(key, None)  # the labels fix these: no annotation file, no offset
         self.dataset = dataset
         self.teacher_cfg = teacher
@@ -129,7 +129,7 @@ class TeacherLabeledDataset(BaseSegDataset):
         self.label_dir = None
         self.teacher_record = None
         super().__init__(metainfo=metainfo, pipeline=pipeline, lazy_init=lazy_init,
-                         reduce_zero_label=False,
+                         reduce_zero_label=False, ignore_index=self.ignore_index,
                          data_prefix=dict(img_path='', seg_map_path=''), **kwargs)
 
     def _resolve_metainfo(self, metainfo, metainfo_from):
