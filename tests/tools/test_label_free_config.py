@@ -147,3 +147,18 @@ def test_a_shipped_variant_validates_on_teacher_labels(name, tmp_path, tool):
     assert len(labels) == (2 if 'cityscapes' in name or 'ade20k' in name else 1)
     log = proc.stdout + proc.stderr
     assert 'agreement with the teacher' in log
+
+
+def test_a_variant_of_a_300_class_recipe_ignores_no_class(tmp_path, repo_root):
+    synthetic = osp.join(repo_root, 'configs', 'synthetic',
+                         'dfss_r18-tiny_to_mbv2-tiny_synthetic.py')
+    recipe = tmp_path / 'recipe300.py'
+    classes = tuple(f'c{k}' for k in range(300))
+    recipe.write_text(f'_base_ = [{synthetic!r}]\n'
+                      f'val_dataloader = dict(dataset=dict(metainfo=dict(classes={classes!r})))\n')
+    out = tmp_path / 'variant.py'
+    out.write_text(label_free_config_text(str(recipe)))
+    assert Config.fromfile(str(out)).val_evaluator.ignore_index == 300
+    seven = tmp_path / 'variant7.py'
+    seven.write_text(label_free_config_text(synthetic))
+    assert Config.fromfile(str(seven)).val_evaluator.get('ignore_index', 255) == 255
