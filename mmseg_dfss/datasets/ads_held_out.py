@@ -7,8 +7,8 @@ from mmseg.registry import DATASETS
 
 from ..core.pool_scorer import eq11_weights, select_lowest
 from .ads_dataset import ADSDataset
-from .ads_selection_record import (file_digest, identities, read_record, record_path,
-                                   selection_key)
+from .ads_selection_record import (file_digest, identities, record_path, selection_key,
+                                   shared_record)
 
 
 @DATASETS.register_module()
@@ -83,7 +83,7 @@ class ADSHeldOutDataset(ADSDataset):
                  if skip else [])
         cache_dir = self.scorer.cache_dir
         key = selection_key(self.strategy, skip, self.teacher_record, self.scorer.seed)
-        recorded = read_record(cache_dir, key)
+        recorded = shared_record(cache_dir, key)
         now = identities(today, recorded)
         if skip and not recorded:
             where = record_path(cache_dir, key) if cache_dir else 'cache_dir=None'

@@ -13,7 +13,7 @@ import json
 import os
 import os.path as osp
 
-from mmengine.dist import get_dist_info
+from mmengine.dist import barrier, broadcast_object_list, get_dist_info
 from mmengine.logging import print_log
 
 from ..core.pool_scorer import _file_stamp
@@ -78,11 +78,29 @@ def identities(paths, known=()):
     return out
 
 
+def shared_record(cache_dir, key):
+    """:func:`read_record` on rank 0, the same list on every rank (the ADS cache may
+    be seen by rank 0 only, as the scores are)."""
+    rank, world = get_dist_info()
+    record = read_record(cache_dir, key) if rank == 0 else None
+    if world > 1:
+        box = [record]
+        broadcast_object_list(box, src=0)
+        record = box[0]
+    return record
+
+
 def record_selection(cache_dir, key, paths):
     """Rank 0 appends the kept ``paths`` not yet recorded (path and stamp) to the
-    record; returns how many it added."""
-    if not cache_dir or get_dist_info()[0] != 0:
-        return 0
+    record, and the other ranks wait for it; returns how many it added."""
+    rank, world = get_dist_info()
+    added = _append(cache_dir, key, paths) if cache_dir and rank == 0 else 0
+    if world > 1:
+        barrier()
+    return added
+
+
+def _append(cache_dir, key, paths):
     known = read_record(cache_dir, key)
     seen = {(r['path'], json.dumps(r['stamp'])) for r in known}
     new = [r for r in identities(paths, known).values()
@@ -90,12 +108,14 @@ def record_selection(cache_dir, key, paths):
     if new:
         path = record_path(cache_dir, key)
         os.makedirs(osp.dirname(path), exist_ok=True)
-        with open(path, 'a') as f:
+        # appended whole lines (two runs sharing the cache both add), never through a link
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, 'w') as f:
             f.write(''.join(json.dumps(r) + '\n' for r in new))
             f.flush()
             os.fsync(f.fileno())
     return len(new)
 
 
-__all__ = ['selection_key', 'record_selection', 'read_record', 'identities', 'file_digest',
-           'record_path']
+__all__ = ['selection_key', 'record_selection', 'read_record', 'shared_record', 'identities',
+           'file_digest', 'record_path']
