@@ -51,11 +51,11 @@ def test_held_out_ranks_follow_the_training_eps(synthetic_root, teacher_ckpt, re
 
 @pytest.fixture
 def pool(tmp_path, synthetic_root):
-    """20 of the synthetic pool's images, copied into a folder the test may change."""
+    """12 of the synthetic pool's images, copied into a folder the test may change."""
     folder = tmp_path / 'pool'
     folder.mkdir()
     found = sorted(glob.glob(osp.join(synthetic_root, 'pool', '**', '*.png'), recursive=True))
-    for k, src in enumerate(found[:20]):
+    for k, src in enumerate(found[:12]):
         shutil.copy(src, folder / f'img{k:02d}.png')
     return str(folder)
 
@@ -73,43 +73,43 @@ def held_paths(held):
 def test_a_file_added_after_training_moves_no_trained_image_in(pool, teacher_ckpt, repo_root,
                                                               tmp_path):
     cache = tmp_path / 'cache'
-    train = ADSDataset(**folder_args(pool, teacher_ckpt, repo_root, cache, num_samples=8))
+    train = ADSDataset(**folder_args(pool, teacher_ckpt, repo_root, cache, num_samples=4))
     trained = {train.dataset.get_data_info(int(i))['img_path'] for i in train.selected}
-    # a new image close to the best one ranks among the first 8: today's cut moves and
-    # the image trained on at rank 7 would be rank 8, the first held-out rank
+    # a new image close to the best one ranks among the first 4: today's cut moves and
+    # the image trained on at rank 3 would be rank 4, the first held-out rank
     best = train.dataset.get_data_info(int(train.selected[0]))['img_path']
     img = np.array(Image.open(best))
     img[0, 0] = 255 - img[0, 0]
     Image.fromarray(img).save(osp.join(pool, 'img00_new.png'))
     held = ADSHeldOutDataset(**folder_args(pool, teacher_ckpt, repo_root, cache,
-                                           num_skipped=8, num_samples=6))
+                                           num_skipped=4, num_samples=3))
     today = ADSDataset(**folder_args(pool, teacher_ckpt, repo_root, tmp_path / 'c2',
-                                     num_samples=8))
+                                     num_samples=4))
     moved = trained - {today.dataset.get_data_info(int(i))['img_path'] for i in today.selected}
     assert moved, 'the new image did not move the cut'
-    assert len(held) == 6 and not held_paths(held) & trained
+    assert len(held) == 3 and not held_paths(held) & trained
 
 
 def test_a_copy_of_a_trained_image_is_not_held_out(pool, teacher_ckpt, repo_root, tmp_path):
     cache = tmp_path / 'cache'
     first = ADSDataset(**folder_args(pool, teacher_ckpt, repo_root, tmp_path / 'c0',
-                                     num_samples=8))
-    last = first.dataset.get_data_info(int(first.selected[7]))['img_path']
+                                     num_samples=4))
+    last = first.dataset.get_data_info(int(first.selected[3]))['img_path']
     copy = osp.join(pool, 'zz_copy.png')  # the same bytes: the same score, ranked just after
     shutil.copy(last, copy)
-    train = ADSDataset(**folder_args(pool, teacher_ckpt, repo_root, cache, num_samples=8))
-    assert train.dataset.get_data_info(int(train.selected[7]))['img_path'] == last
+    train = ADSDataset(**folder_args(pool, teacher_ckpt, repo_root, cache, num_samples=4))
+    assert train.dataset.get_data_info(int(train.selected[3]))['img_path'] == last
     held = ADSHeldOutDataset(**folder_args(pool, teacher_ckpt, repo_root, cache,
-                                           num_skipped=8, num_samples=6))
-    assert copy not in held_paths(held) and len(held) == 6
+                                           num_skipped=4, num_samples=3))
+    assert copy not in held_paths(held) and len(held) == 3
     # two pools sharing a file: the same path in both is one image
     shared = [dict(type='UnlabeledImageDataset', data_prefix=dict(img_path=pool)),
               dict(type='UnlabeledImageDataset', ann_file=_list(tmp_path, [last]),
                    data_prefix=dict(img_path=''))]
     kw = folder_args(pool, teacher_ckpt, repo_root, tmp_path / 'c3')
     kw['dataset'] = dict(type='ConcatDataset', datasets=shared)
-    ADSDataset(**dict(kw, num_samples=8))
-    both = ADSHeldOutDataset(**dict(kw, num_skipped=8, num_samples=6))
+    ADSDataset(**dict(kw, num_samples=4))
+    both = ADSHeldOutDataset(**dict(kw, num_skipped=4, num_samples=3))
     assert last not in held_paths(both) and copy not in held_paths(both)
 
 
