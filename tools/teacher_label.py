@@ -31,6 +31,8 @@ from mmengine.utils import ProgressBar
 
 import mmseg_dfss  # noqa: F401  (registers the plugin's datasets)
 from mmseg_dfss.core.atomic_file import atomic_copy, atomic_write
+from mmseg_dfss.datasets.teacher_label_format import (label_ignore_index,
+                                                      label_loading_pipeline, wide_labels)
 from mmseg_dfss.datasets.teacher_labeled import AGREEMENT_NOTE
 from mmseg_dfss.utils.label_free import DEFAULT_NUM_IMAGES, teacher_labeled_dataset
 
@@ -117,6 +119,19 @@ def export(ds, out):
 
 
 def dataset_text(out, suffix, metainfo, pipeline):
+    """The ``test_dataloader``/``test_evaluator`` of the written files. The pipeline's
+    label loader is fitted to teacher labels (no ``reduce_zero_label``; more than 255
+    classes: 16-bit labels, this plugin's ``LoadTeacherLabel`` and an ``ignore_index``
+    that is no class)."""
+    num_classes = len(metainfo['classes'])
+    pipeline = label_loading_pipeline(pipeline, num_classes, owner='teacher_label.py')
+    evaluator = "test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])\n"
+    head = ''
+    if wide_labels(num_classes):
+        evaluator = evaluator[:-2] + f', ignore_index={label_ignore_index(num_classes)})\n'
+        head = ("# more than 255 classes: MMSeg's LoadAnnotations reads 8 bits only, so the "
+                "labels load with\n# mmseg_dfss's LoadTeacherLabel\n"
+                "custom_imports = dict(imports=['mmseg_dfss'], allow_failed_imports=False)\n")
     loader = dict(batch_size=1, num_workers=2, persistent_workers=False,
                   sampler=dict(type='DefaultSampler', shuffle=False),
                   dataset=dict(type='BaseSegDataset', data_root=osp.abspath(out),
@@ -126,8 +141,7 @@ def dataset_text(out, suffix, metainfo, pipeline):
                                              palette=[list(c) for c in metainfo['palette']]),
                                reduce_zero_label=False, pipeline=pipeline))
     return (f'# Images labelled by a frozen teacher (tools/teacher_label.py). {AGREEMENT_NOTE}.\n'
-            f'test_dataloader = {loader!r}\n'
-            "test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])\n")
+            f'{head}test_dataloader = {loader!r}\n{evaluator}')
 
 
 def main():

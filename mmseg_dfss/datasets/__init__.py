@@ -6,9 +6,11 @@ from .nyuv2 import NYUv2Dataset
 from .seeded_infinite_sampler import SeededInfiniteSampler
 from .synthetic_pool import SyntheticPoolDataset
 from .synthetic_scenes import SyntheticScenesDataset
+from .teacher_label_format import LoadTeacherLabel
 from .teacher_labeled import TeacherLabeledDataset
 from .unlabeled_image import UnlabeledImageDataset
 
 __all__ = ['SyntheticScenesDataset', 'SyntheticPoolDataset', 'UnlabeledImageDataset',
            'NYUv2Dataset', 'CamVidDataset', 'COCOPoolDataset', 'ADSDataset',
-           'TeacherLabeledDataset', 'ADSHeldOutDataset', 'SeededInfiniteSampler']
+           'TeacherLabeledDataset', 'ADSHeldOutDataset', 'SeededInfiniteSampler',
+           'LoadTeacherLabel']

@@ -11,6 +11,7 @@ from mmseg.registry import DATASETS
 from ..core.pool_scorer import PoolScorer, ScoreResult
 from ..core.selection import check_num_samples, eq11_weights, select_lowest
 from ..core.teacher import check_teacher_checkpoint
+from .ads_selection_record import record_selection, selection_key
 from .seeded_infinite_sampler import augmentation_seed
 
 
@@ -158,6 +159,11 @@ class ADSDataset:
             self.weights = eq11_weights(self.distances)
         self._log_summary()
         self.teacher_record = self.scorer.teacher_record
+        # by image identity, for ADSHeldOutDataset (which must never hold these images)
+        record_selection(self.scorer.cache_dir,
+                         selection_key(self.strategy, self.num_samples, self.teacher_record,
+                                       self.scorer.seed),
+                         [result.paths[i] for i in self.selected])
         self._teacher_identity = None if self.teacher_record is None else {
             k: v for k, v in self.teacher_record.items() if k != 'config'}
         self.scorer = None  # the teacher is not needed any more (and not sent to workers)

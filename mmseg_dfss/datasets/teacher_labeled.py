@@ -8,75 +8,27 @@ The resulting mIoU says how closely the student follows the teacher; it is not
 accuracy (a student that copies the teacher's mistakes scores 100).
 """
 import copy
-import hashlib
-import json
-import os
 import os.path as osp
 
-import numpy as np
 import torch
-from mmengine.dist import all_gather_object, broadcast_object_list, get_dist_info
 from mmengine.logging import print_log
-from mmengine.utils import ProgressBar
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
-from torch.utils.data import DataLoader
 
-from ..core.fingerprint import file_stamp as _file_stamp
-from ..core.fingerprint import jsonable as _jsonable
-from ..core.fingerprint import setup_fingerprint
-from ..core.pool_errors import (ScoreIOError, ScorePipelineError, SetupMismatchError,
-                                TooManyUnreadableError)
-from ..core.score_view import ScoreView as _ScoreView
-from ..core.score_view import collate_records as _as_list
-from ..core.teacher import build_frozen_segmentor, describe_model_spec, teacher_record
+from ..core.pool_errors import TooManyUnreadableError
+from .teacher_label_format import (ANNOTATION_LOADERS, label_ignore_index,
+                                   label_loading_pipeline, wide_labels)
+from .teacher_labeling import (LabelSizeError, TeacherLabeler, image_key, image_loader,
+                               teacher_num_classes)
 
-# part of every label fingerprint: bump when the way a label is made changes
-LABELER_VERSION = 1
-ANNOTATION_LOADERS = ('LoadAnnotations', 'mmseg.LoadAnnotations')
 AGREEMENT_NOTE = ('mIoU on these images is agreement with the teacher (its predictions are '
                   'the labels), not accuracy')
-
-
-def teacher_num_classes(segmentor):
-    """Classes the segmentor predicts (``decode_head.num_classes``; the last head of a
-    cascade). A binary head with ``out_channels=1`` still predicts 2 classes."""
-    head = getattr(segmentor, 'decode_head', None)
-    if isinstance(head, torch.nn.ModuleList):
-        head = head[-1]
-    num = getattr(head, 'num_classes', None)
-    if num is None:
-        raise TypeError(f'cannot read the number of classes of {type(segmentor).__name__} '
-                        '(no decode_head.num_classes)')
-    return int(num)
 
 
 def without_annotations(pipeline):
     """``pipeline`` minus its ``LoadAnnotations``: what the teacher sees of an image."""
     return [copy.deepcopy(t) for t in pipeline
             if not (isinstance(t, dict) and t.get('type') in ANNOTATION_LOADERS)]
-
-
-def image_key(path, stamp):
-    """sha256 of an image file's identity: its path and its (size, mtime) stamp, as in
-    the ADS score cache; an image overwritten in place gets a new key."""
-    return hashlib.sha256(json.dumps([osp.abspath(path), stamp]).encode()).hexdigest()
-
-
-def _write_png(path, label):
-    """Writes a label map atomically (a killed run leaves no half-written label)."""
-    from PIL import Image
-    dtype = np.uint8 if label.max(initial=0) < 255 else np.uint16
-    tmp = f'{path}.{os.getpid()}.tmp'
-    Image.fromarray(label.astype(dtype)).save(tmp, format='PNG')
-    os.replace(tmp, path)
-
-
-def _write_text(path, text):
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 @DATASETS.register_module()
@@ -99,7 +51,11 @@ class TeacherLabeledDataset(BaseSegDataset):
 
     The dataset is a plain ``BaseSegDataset`` (``img_path``, ``seg_map_path``), so
     MMSeg's ``IoUMetric``, visualiser and ``tools/test.py`` give mIoU *against the
-    teacher*: agreement, not accuracy.
+    teacher*: agreement, not accuracy. The labels are in the teacher's classes, so the
+    inherited ``LoadAnnotations``' ``reduce_zero_label`` is dropped (logged); a teacher
+    of more than 255 classes gets 16-bit labels, ``LoadTeacherLabel`` and an
+    ``IoUMetric`` ``ignore_index`` of ``self.ignore_index`` (see
+    ``teacher_label_format``). The labelling itself is :class:`TeacherLabeler`'s.
 
     Args:
         dataset: the images (config dict or dataset): any object with ``__len__`` and
@@ -142,27 +98,38 @@ class TeacherLabeledDataset(BaseSegDataset):
                 or not 0 <= max_unreadable <= 1:
             raise ValueError('TeacherLabeledDataset: max_unreadable must be a share in [0, 1], '
                              f'got {max_unreadable!r}')
-        for key in ('ann_file', 'data_prefix', 'reduce_zero_label', 'test_mode'):
+        for key in ('ann_file', 'data_prefix', 'reduce_zero_label', 'test_mode', 'ignore_index'):
             kwargs.pop(key, None)  # the labels fix these: no annotation file, no offset
         self.dataset = dataset
         self.teacher_cfg = teacher
         self.teacher_checkpoint = teacher_checkpoint
-        self.allow_random_teacher = allow_random_teacher
         self.cache_dir = cache_dir
-        pipeline = list(pipeline)
+        metainfo = self._resolve_metainfo(metainfo, metainfo_from)
+        num_classes = len(metainfo['classes'])
         self.label_pipeline = (without_annotations(pipeline) if label_pipeline is None
                                else copy.deepcopy(list(label_pipeline)))
-        self.label_num_workers = label_num_workers
+        pipeline = label_loading_pipeline(list(pipeline), num_classes)
+        loader = image_loader(pipeline)
+        self.labeler = TeacherLabeler(
+            teacher, teacher_checkpoint, metainfo['classes'], self.label_pipeline, cache_dir,
+            num_workers=label_num_workers, max_unreadable=float(max_unreadable),
+            device=device or ('cuda' if torch.cuda.is_available() else 'cpu'),
+            progress=progress, allow_random_teacher=allow_random_teacher,
+            size_loader=None if loader == image_loader(self.label_pipeline) else loader)
         self.max_unreadable = float(max_unreadable)
-        self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        self.progress = progress
+        self.ignore_index = label_ignore_index(num_classes)
+        if wide_labels(num_classes):
+            print_log(f'TeacherLabeledDataset: the teacher has {num_classes} classes, so 255 '
+                      'is a class: score with IoUMetric(ignore_index='
+                      f'{self.ignore_index}), not its default 255 (tools/label_free_config.py '
+                      'and tools/teacher_label.py write it)', logger='current', level=30)
         self.num_unreadable = 0
         self.unreadable = {}  # img_path -> error of the images left out
         self.labelled_here = []  # indices (into ``dataset``) this process labelled
         self.label_dir = None
         self.teacher_record = None
-        super().__init__(metainfo=self._resolve_metainfo(metainfo, metainfo_from),
-                         pipeline=pipeline, lazy_init=lazy_init, reduce_zero_label=False,
+        super().__init__(metainfo=metainfo, pipeline=pipeline, lazy_init=lazy_init,
+                         reduce_zero_label=False, ignore_index=self.ignore_index,
                          data_prefix=dict(img_path='', seg_map_path=''), **kwargs)
 
     def _resolve_metainfo(self, metainfo, metainfo_from):
@@ -199,128 +166,18 @@ class TeacherLabeledDataset(BaseSegDataset):
             paths.append(str(path))
         return paths
 
-    def _build_teacher(self):
-        teacher = build_frozen_segmentor(self.teacher_cfg, self.teacher_checkpoint, 'teacher',
-                                         allow_random_teacher=self.allow_random_teacher)
-        n_t = teacher_num_classes(teacher)
-        classes = self._metainfo['classes']
-        if n_t != len(classes):
-            raise ValueError(
-                f'TeacherLabeledDataset: the teacher ({describe_model_spec(self.teacher_cfg)}) '
-                f'predicts {n_t} classes (decode_head.num_classes) but metainfo names '
-                f'{len(classes)} classes ({", ".join(map(str, classes[:5]))}'
-                f'{", ..." if len(classes) > 5 else ""}); give the classes of the teacher\'s '
-                'training set')
-        self.teacher_record = teacher_record(self.teacher_cfg, self.teacher_checkpoint,
-                                             teacher)
-        return teacher
-
     def setup_parts(self):
         """What the labels depend on besides the image (hashed into the folder name)."""
-        rec = self.teacher_record
-        return dict(version=LABELER_VERSION, teacher_config=rec['config_digest'],
-                    teacher_weights=rec['weights_digest'],
-                    label_pipeline=_jsonable(self.label_pipeline),
-                    num_classes=len(self._metainfo['classes']))
-
-    def _label(self, teacher, indices, paths, keys, rank):
-        """Labels ``indices`` (this rank's share); returns ``{index: error}`` of the
-        unreadable ones. Pipeline errors and lasting I/O errors stop."""
-        teacher = teacher.to(self.device)
-        view = _ScoreView(self.dataset, indices, self.label_pipeline)
-        loader = DataLoader(view, batch_size=1, shuffle=False, collate_fn=_as_list,
-                            num_workers=self.label_num_workers)
-        bar = ProgressBar(len(indices)) if self.progress and rank == 0 and indices else None
-        bad = {}
-        limit = self.max_unreadable * len(paths)
-        for (item, ) in loader:
-            i = item['index']
-            kind = item.get('kind')
-            if kind == 'pipeline':
-                raise ScorePipelineError(
-                    f'TeacherLabeledDataset: {item["error"]}. This is a label_pipeline/config '
-                    'error, not a bad image: labelling stopped.')
-            if kind == 'transient':
-                raise ScoreIOError(f'TeacherLabeledDataset: transient I/O error: '
-                                   f'{item["error"]}; run again to resume')
-            if kind == 'unreadable':
-                print_log(f'TeacherLabeledDataset: skipping unreadable image {paths[i]!r}: '
-                          f'{item["error"]}', logger='current', level=30)
-                _write_text(osp.join(self.label_dir, keys[i] + '.unreadable'), item['error'])
-                bad[i] = item['error']
-                if len(bad) > limit:
-                    raise TooManyUnreadableError(
-                        f'TeacherLabeledDataset: at least {len(bad)} of {len(paths)} images '
-                        f'unreadable - wrong data_root? (more than max_unreadable='
-                        f'{self.max_unreadable:g}; e.g. {paths[i]!r})')
-            else:
-                with torch.no_grad():
-                    pred = teacher.test_step(dict(inputs=[item['inputs']],
-                                                  data_samples=[item['data_samples']]))[0]
-                label = pred.pred_sem_seg.data[0].cpu().numpy()
-                _write_png(osp.join(self.label_dir, keys[i] + '.png'), label)
-                self.labelled_here.append(i)
-            if bar is not None:
-                bar.update()
-        if bar is not None:
-            print()
-        return bad
+        return self.labeler.setup_parts()
 
     def load_data_list(self):
         """Labels the missing images (shared over the ranks), then lists image and
         label paths of every readable image."""
-        paths = self._image_infos()
-        stamps = [_file_stamp(p) for p in paths]
-        keys = [image_key(p, s) for p, s in zip(paths, stamps)]
-        teacher = self._build_teacher()
-        parts = self.setup_parts()
-        fp = setup_fingerprint(parts)
-        self.label_dir = osp.join(self.cache_dir, f'teacher-{fp[:16]}')
-        rank, world = get_dist_info()
-        if world > 1:
-            mine = (fp, setup_fingerprint(keys))
-            seen = all_gather_object(mine)
-            bad = [r for r, s in enumerate(seen) if s != seen[0]]
-            if bad:
-                what = ('teacher/label setup' if seen[bad[0]][0] != fp else
-                        'images (paths or file stamps)')
-                raise SetupMismatchError(
-                    f'TeacherLabeledDataset: rank {bad[0]} and rank 0 see different '
-                    f'{what}; all ranks must label the same images with the same teacher')
-        todo = None
-        if rank == 0:
-            os.makedirs(self.label_dir, exist_ok=True)
-            meta = osp.join(self.label_dir, 'meta.json')
-            if not osp.exists(meta):
-                _write_text(meta, json.dumps(dict(
-                    setup=parts, teacher=self.teacher_record['spec'],
-                    teacher_checkpoint=self.teacher_checkpoint), indent=1))
-            todo = [i for i, k in enumerate(keys)
-                    if not osp.exists(osp.join(self.label_dir, k + '.png'))
-                    and not osp.exists(osp.join(self.label_dir, k + '.unreadable'))]
-        if world > 1:
-            box = [todo]
-            broadcast_object_list(box, src=0)
-            todo = box[0]
-        exc = None
-        try:
-            if todo:
-                if rank == 0:
-                    print_log(f'TeacherLabeledDataset: the teacher labels {len(todo)} of '
-                              f'{len(paths)} images into {self.label_dir}', logger='current')
-                self._label(teacher, todo[rank::world], paths, keys, rank)
-        except Exception as e:  # every rank must hear of it, or the others wait forever
-            exc = e
-        if world > 1:
-            errs = all_gather_object(None if exc is None else (type(exc).__name__, str(exc)))
-            first = next(((r, e) for r, e in enumerate(errs) if e is not None), None)
-            if exc is None and first is not None:
-                raise RuntimeError(f'TeacherLabeledDataset: labelling failed on rank '
-                                   f'{first[0]}: {first[1][0]}: {first[1][1]}')
-        if exc is not None:
-            raise exc
-        del teacher
-        return self._collect(paths, keys, len(todo))
+        run = self.labeler.label(self.dataset, self._image_infos())
+        self.label_dir = run.label_dir
+        self.labelled_here = run.labelled_here
+        self.teacher_record = self.labeler.teacher_record
+        return self._collect(run.paths, run.keys, run.num_new)
 
     def _collect(self, paths, keys, num_new):
         data_list, missing = [], []
@@ -359,4 +216,4 @@ class TeacherLabeledDataset(BaseSegDataset):
 
 
 __all__ = ['TeacherLabeledDataset', 'AGREEMENT_NOTE', 'teacher_num_classes',
-           'without_annotations', 'image_key']
+           'without_annotations', 'image_key', 'LabelSizeError']

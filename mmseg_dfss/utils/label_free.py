@@ -13,6 +13,8 @@ import os.path as osp
 
 from mmengine.config import Config
 
+from ..datasets.teacher_label_format import label_ignore_index, wide_labels
+
 # ADSDataset keys the held-out set copies from the training set (same scores, same cache)
 ADS_KEYS = ('teacher', 'teacher_checkpoint', 'strategy', 'bn_layers', 'score_pipeline',
             'score_batch_size', 'score_num_workers', 'cache_dir', 'seed', 'max_unreadable',
@@ -46,6 +48,10 @@ def label_free_config_text(config, images=None, num_images=DEFAULT_NUM_IMAGES,
         classes = f"metainfo={_ref('val_dataloader.dataset.metainfo')},"
     else:
         classes = f"metainfo_from={val.get('type')!r},  # the class names and palette"
+    evaluator = "val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])"
+    num_classes = _num_classes(val)
+    if wide_labels(num_classes):  # class 255 exists: IoUMetric must not ignore it
+        evaluator = evaluator[:-1] + f', ignore_index={label_ignore_index(num_classes)})'
     lines = [
         '# Label-free validation: the student is scored against the frozen teacher\'s',
         '# predictions (TeacherLabeledDataset), not against ground truth. The mIoU it',
@@ -82,10 +88,24 @@ def label_free_config_text(config, images=None, num_images=DEFAULT_NUM_IMAGES,
         f"        pipeline={_ref('val_dataloader.dataset.pipeline')},",
         f'        {classes}',
         '    ))',
-        "val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])",
+        evaluator,
         "default_hooks = dict(checkpoint=dict(save_best='mIoU', rule='greater'))",
     ]
     return '\n'.join(lines) + '\n'
+
+
+def _num_classes(val):
+    """The number of classes of a validation dataset config (its ``metainfo``, else its
+    registered type's ``METAINFO``), as TeacherLabeledDataset will count them."""
+    from mmseg.registry import DATASETS
+    classes = (val.get('metainfo') or {}).get('classes')
+    if classes is None:
+        cls = DATASETS.get(val.get('type') or '')
+        classes = getattr(cls, 'METAINFO', {}).get('classes') if cls is not None else None
+    if not classes:
+        raise ValueError(f'the class names of val_dataloader.dataset ({val.get("type")!r}) '
+                         'are unknown: give it metainfo=dict(classes=...)')
+    return len(classes)
 
 
 def write_label_free_config(config, out, **kwargs):

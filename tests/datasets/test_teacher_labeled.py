@@ -223,3 +223,158 @@ def test_two_processes_label_each_image_once(images, teacher_ckpt, tmp_path, rep
     single = build(images, teacher_ckpt, tmp_path / 'single', repo_root)
     for a, b in zip(label_files(ref), label_files(single)):
         assert (np.array(Image.open(a)) == np.array(Image.open(b))).all()
+
+
+ADE20K_LABEL_FREE = 'configs/label_free/deeplabv3_r50_to_mbv2_ade20k_label-free.py'
+
+
+def ade20k_pipeline(repo_root):
+    """The ADE20K recipe's evaluation pipeline, as its label-free variant inherits it
+    (``LoadAnnotations(reduce_zero_label=True)``), with a 64 px resize."""
+    from mmengine.config import Config
+    pipeline = Config.fromfile(osp.join(repo_root, ADE20K_LABEL_FREE)
+                               ).val_dataloader.dataset.pipeline
+    (load, ) = [t for t in pipeline if t['type'] == 'LoadAnnotations']
+    assert load['reduce_zero_label'] is True  # what the fix must cope with
+    return [dict(t, scale=(64, 64)) if t['type'] == 'Resize' else t for t in pipeline]
+
+
+def loaded_labels_are_the_files(ds):
+    """(No ``assert`` statement: also checks under ``python -O``.)"""
+    for i in range(len(ds)):
+        got = ds[i]['data_samples'].gt_sem_seg.data[0].numpy()
+        want = np.array(Image.open(ds.get_data_info(i)['seg_map_path']))
+        np.testing.assert_array_equal(got, want, err_msg=f'label {i}')
+
+
+def test_an_inherited_reduce_zero_label_pipeline_reads_the_labels_unchanged(
+        images, teacher_ckpt, tmp_path, repo_root):
+    ds = build(images, teacher_ckpt, tmp_path / 'cache', repo_root,
+               pipeline=ade20k_pipeline(repo_root))
+    loaded_labels_are_the_files(ds)
+    teacher = build_frozen_segmentor(osp.join(repo_root, TEACHER), teacher_ckpt)
+    assert evaluate(ds, teacher)[0] == 100.0
+
+
+@pytest.mark.slow
+def test_reduce_zero_label_is_handled_under_python_O(images, teacher_ckpt, tmp_path,
+                                                     repo_root):
+    """MMSeg checks reduce_zero_label with an assert: under -O it is skipped, and a
+    reduced label would shift silently (class 0 -> 255, c -> c - 1)."""
+    import subprocess
+    import sys
+    code = (
+        'import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n'
+        'from mmengine.registry import init_default_scope; init_default_scope("mmseg")\n'
+        'import test_teacher_labeled as t\n'
+        'ds = t.build(sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[1],\n'
+        '             pipeline=t.ade20k_pipeline(sys.argv[1]))\n'
+        't.loaded_labels_are_the_files(ds)\n'
+        'try:\n    assert False\nexcept AssertionError:\n    sys.exit(3)\n'
+        'print("labels read unchanged")\n')
+    proc = subprocess.run(
+        [sys.executable, '-O', '-c', code, repo_root, osp.dirname(__file__), images,
+         teacher_ckpt, str(tmp_path / 'cache')], capture_output=True, text=True,
+        timeout=600, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0 and 'labels read unchanged' in proc.stdout, \
+        proc.stderr[-3000:]
+
+
+def test_a_300_class_teacher_keeps_every_class(images, tmp_path, repo_root):
+    """Classes above 255 survive the label file, and class 255 is no ignored pixel."""
+    from mmseg.registry import TRANSFORMS
+    spec = dict(cfg_path=osp.join(repo_root, TEACHER),
+                decode_head=dict(num_classes=300), auxiliary_head=dict(num_classes=300))
+    torch.manual_seed(0)
+    model = build_frozen_segmentor(spec, allow_random_teacher=True)
+    state = model.state_dict()
+    bias = torch.full((300, ), -1e4)
+    bias[[3, 255, 280]] = 0  # the teacher predicts only these three classes
+    state['decode_head.conv_seg.bias'] = bias
+    ckpt = str(tmp_path / 'teacher300.pth')
+    torch.save({'state_dict': state}, ckpt)
+    ds = build(images, ckpt, tmp_path / 'cache', repo_root, teacher=spec,
+               metainfo=dict(classes=tuple(f'c{k}' for k in range(300))))
+    assert ds.ignore_index == 300
+    files = [ds.get_data_info(i)['seg_map_path'] for i in range(len(ds))]
+    values = np.unique(np.concatenate([np.array(Image.open(f)).ravel() for f in files]))
+    assert set(values) <= {3, 255, 280} and values.max() > 255, values
+    assert isinstance(ds.pipeline.transforms[1], TRANSFORMS.get('LoadTeacherLabel'))
+    loaded_labels_are_the_files(ds)
+    teacher = build_frozen_segmentor(spec, ckpt)
+    metric = IoUMetric(iou_metrics=['mIoU'], ignore_index=ds.ignore_index)
+    metric.dataset_meta = ds.metainfo
+    for i in range(len(ds)):
+        data = ds[i]
+        batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
+        with torch.no_grad():
+            metric.process(batch, [o.to_dict() for o in teacher.test_step(batch)])
+    per_class = metric.compute_metrics(metric.results)
+    assert per_class['mIoU'] == 100.0
+
+
+def test_a_label_pipeline_that_turns_the_image_is_named(tmp_path, teacher_ckpt, repo_root):
+    """A JPEG with EXIF orientation 6 (turned 90 degrees): the evaluation pipeline
+    loads it turned (48x80 -> 80x48), a label_pipeline that ignores the orientation
+    would make a 48x80 label."""
+    folder = tmp_path / 'turned'
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)).save(
+        folder / 'turned.jpg', exif=exif)
+    ignore = [dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
+              dict(type='PackSegInputs')]
+    with pytest.raises(ValueError, match=r'turned\.jpg.* is 48x80 but the evaluation '
+                                         r'pipeline loads the image as 80x48'):
+        build(str(folder), teacher_ckpt, tmp_path / 'cache', repo_root, label_pipeline=ignore)
+    ds = build(str(folder), teacher_ckpt, tmp_path / 'cache', repo_root)  # the default
+    assert np.array(Image.open(ds.get_data_info(0)['seg_map_path'])).shape == (80, 48)
+
+
+def _change_teacher_config(ctx):
+    ctx['teacher'] = dict(cfg_path=ctx['teacher'], decode_head=dict(align_corners=True))
+
+
+def _change_label_pipeline(ctx):
+    ctx['label_pipeline'] = [dict(type='LoadImageFromFile'),
+                             dict(type='Resize', scale=(40, 40), keep_ratio=True),
+                             dict(type='PackSegInputs')]
+
+
+def _change_image_stamp(ctx):
+    path = osp.join(ctx['images'], 'img2.png')
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes
+    ctx['changed'] = [2]
+
+
+def _change_image_path(ctx):
+    os.rename(osp.join(ctx['images'], 'img2.png'), osp.join(ctx['images'], 'img2b.png'))
+    ctx['changed'] = [2]  # still sorted third
+
+
+@pytest.mark.parametrize('change', [_change_teacher_config, _change_label_pipeline,
+                                    _change_image_stamp, _change_image_path],
+                         ids=['teacher_config', 'label_pipeline', 'image_stamp', 'image_path'])
+def test_each_part_of_the_cache_key_makes_new_labels(change, images, teacher_ckpt, tmp_path,
+                                                     repo_root):
+    """Each part of the label cache's key, changed alone, makes the labels again (the
+    teacher's weights and an image's bytes: test_changed_teacher_or_image_makes_new_labels;
+    the class count cannot change alone)."""
+    few = tmp_path / 'few'  # 3 images keep it quick
+    few.mkdir()
+    for k in range(3):
+        shutil.copy2(osp.join(images, f'img{k}.png'), few / f'img{k}.png')
+    ctx = dict(images=str(few), teacher=osp.join(repo_root, TEACHER), label_pipeline=None)
+    first = build(str(few), teacher_ckpt, tmp_path / 'cache', repo_root)
+    change(ctx)
+    again = build(ctx['images'], teacher_ckpt, tmp_path / 'cache', repo_root,
+                  teacher=ctx['teacher'], label_pipeline=ctx['label_pipeline'])
+    changed = ctx.get('changed')
+    if changed is None:  # a setup part: a new folder, every image labelled again
+        assert again.label_dir != first.label_dir
+        assert sorted(again.labelled_here) == [0, 1, 2]
+    else:  # an image's identity: that image only
+        assert again.label_dir == first.label_dir and again.labelled_here == changed

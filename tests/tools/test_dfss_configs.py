@@ -7,6 +7,7 @@ import functools
 import glob
 import json
 import os.path as osp
+import shutil
 
 import numpy as np
 import pytest
@@ -215,3 +216,55 @@ def test_paper_protocol_in_the_main_configs():
         assert cfg.model.data_preprocessor.mean == [127.5] * 3
         assert {h.type for h in cfg.custom_hooks} == {
             'WDPDHook', 'ADSSelectionHook', 'StudentExportHook'}
+
+
+TEACHER_CONFIGS = sorted(osp.relpath(p, osp.join(REPO, 'configs'))
+                         for p in glob.glob(osp.join(REPO, 'configs', 'teachers', '*.py')))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', TEACHER_CONFIGS)
+def test_teacher_configs_train_and_validate(config, layouts, tmp_path, tool):
+    """The teacher training configs (labels, DFAD's protocol) validate too: 2
+    iterations on the fabricated layout, 32 px, validation at iteration 2."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
+    data = layouts['nyuv2'] if 'NYU' in cfg.val_dataloader.dataset.type else layouts['camvid']
+    work = str(tmp_path / 'work')
+    opts = ['model.data_preprocessor.size=(32,32)', f'train_dataloader.dataset.data_root={data}',
+            'train_dataloader.dataset.pipeline.2.scale=32',
+            'train_dataloader.dataset.pipeline.3.crop_size=(32,32)',
+            'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False', 'train_cfg.max_iters=2',
+            'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
+            'default_hooks.logger.interval=1', 'default_hooks.visualization.draw=False']
+    for loader in ('val_dataloader', 'test_dataloader'):
+        opts += [f'{loader}.dataset.data_root={data}', f'{loader}.dataset.pipeline.1.scale=32',
+                 f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
+    tool('tools/train.py', osp.join('configs', config), '--work-dir', work, '--cfg-options',
+         *opts)
+    _, val = read_scalars(work)
+    assert [0 <= r['mIoU'] <= 100 for r in val if 'mIoU' in r] == [True], val
+
+
+@pytest.mark.slow
+def test_the_two_pool_config_trains_and_validates(layouts, tmp_path, tool):
+    """configs/pools: ADS over COCO + an image folder (ConcatDataset), validated."""
+    config = 'pools/deeplabv3_r50_to_mbv2_nyuv2_coco+frames.py'
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
+    work = str(tmp_path / 'work')
+    frames = str(tmp_path / 'frames')  # any image folder
+    shutil.copytree(osp.join(layouts['coco'], 'train2017'), frames)
+    opts = []
+    for opt in tiny_options(cfg, layouts, work):
+        key, value = opt.split('=', 1)
+        if key.startswith('train_dataloader.dataset.dataset.'):
+            rest = key[len('train_dataloader.dataset.dataset.'):]
+            pools = ((0, value), (1, frames if rest == 'data_root' else value))
+            opts += [f'train_dataloader.dataset.dataset.datasets.{k}.{rest}={v}'
+                     for k, v in pools]
+        else:
+            opts.append(opt)
+    tool('tools/train.py', osp.join('configs', config), '--work-dir', work, '--cfg-options',
+         *opts)
+    _, val = read_scalars(work)
+    assert [0 <= r['mIoU'] <= 100 for r in val if 'mIoU' in r] == [True], val

@@ -88,3 +88,77 @@ def test_allow_random_teacher_reaches_the_label_free_val_set(repo_root):
         repo_root, 'configs/label_free/dfss_r18-tiny_to_mbv2-tiny_synthetic_label-free.py'))
     assert {'val_dataloader.dataset.allow_random_teacher=True',
             'val_dataloader.dataset.dataset.allow_random_teacher=True'} <= set(opts)
+
+
+# ------------------------------------------------ every shipped variant through a validation
+def held_out_options(recipe_options, num_samples):
+    """The recipe's shrinking --cfg-options carried to its label-free validation set:
+    the ADS wrapper's to the held-out set (eps -> num_skipped), the distiller teacher's
+    to the labelling teacher (the variant copied both when it was read)."""
+    out = []
+    for opt in recipe_options:
+        key, value = opt.split('=', 1)
+        if key == 'train_dataloader.dataset.num_samples':
+            out.append(f'val_dataloader.dataset.dataset.num_skipped={value}')
+        elif key.startswith('train_dataloader.dataset.'):
+            out.append('val_dataloader.dataset.dataset.' + opt[len('train_dataloader.dataset.'):])
+        elif key == 'model.teacher_checkpoint' or key.startswith('model.teacher.'):
+            out.append('val_dataloader.dataset.' + opt[len('model.'):])
+    return out + [f'val_dataloader.dataset.dataset.num_samples={num_samples}']
+
+
+def variant_options(name, tmp_path, work):
+    """--cfg-options that shrink a shipped label-free variant as its recipe's own tests
+    shrink the recipe (tests/tools/test_dfss_configs.py, test_zoo_recipes.py)."""
+    if 'cityscapes' in name or 'ade20k' in name:
+        import test_zoo_recipes as zoo
+        cfg = zoo.load('cityscapes' if 'cityscapes' in name else 'ade20k')
+        ckpt = str(tmp_path / 'teacher.pth')
+        zoo.save_tiny_teacher(cfg, ckpt)
+        pool = zoo.make_pool(str(tmp_path / 'pool'))  # 6 images: eps 4, 2 held out
+        base = zoo.tiny_options('unused', pool, work, ckpt)
+        return base, held_out_options(base, 2)
+    import test_dfss_configs as dfss
+    root = tmp_path / 'layouts'
+    layouts = dict(nyuv2=dfss.make_nyuv2_toolkit(str(root / 'nyuv2'), train=(1, 3, 4, 6)),
+                   camvid=dfss.make_camvid(str(root / 'camvid'),
+                                           counts=(('train', 4), ('val', 2), ('test', 2))),
+                   coco=dfss.make_coco(str(root / 'coco')), root=str(root))
+    recipe = Config.fromfile(osp.join(dfss.REPO, 'configs', 'label_free', name))
+    base = dfss.tiny_options(recipe, layouts, work)  # a COCO pool of 5: eps 4, 1 held out
+    return base, held_out_options(base, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(n for n in RECIPES if 'synthetic' not in n))
+def test_a_shipped_variant_validates_on_teacher_labels(name, tmp_path, tool):
+    """ADE20K's evaluation pipeline reduces zero labels; every variant must still
+    validate (the synthetic one: test_a_variant_trains_and_keeps_the_best_agreement)."""
+    work = str(tmp_path / 'work')
+    base, held = variant_options(name, tmp_path, work)
+    base = [o for o in base if not o.startswith('val_dataloader.dataset.data_root=')]
+    proc = tool('tools/train.py', osp.join('configs', 'label_free', name), '--work-dir', work,
+                '--cfg-options', *base, *held,
+                f'val_dataloader.dataset.cache_dir={work}/teacher_labels')
+    scalars = glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))
+    vals = [r for p in scalars for r in map(json.loads, open(p)) if 'mIoU' in r]
+    assert len(vals) == 1 and 0 <= vals[0]['mIoU'] <= 100, proc.stdout[-3000:]
+    labels = glob.glob(osp.join(work, 'teacher_labels', 'teacher-*', '*.png'))
+    assert len(labels) == (2 if 'cityscapes' in name or 'ade20k' in name else 1)
+    log = proc.stdout + proc.stderr
+    assert 'agreement with the teacher' in log
+
+
+def test_a_variant_of_a_300_class_recipe_ignores_no_class(tmp_path, repo_root):
+    synthetic = osp.join(repo_root, 'configs', 'synthetic',
+                         'dfss_r18-tiny_to_mbv2-tiny_synthetic.py')
+    recipe = tmp_path / 'recipe300.py'
+    classes = tuple(f'c{k}' for k in range(300))
+    recipe.write_text(f'_base_ = [{synthetic!r}]\n'
+                      f'val_dataloader = dict(dataset=dict(metainfo=dict(classes={classes!r})))\n')
+    out = tmp_path / 'variant.py'
+    out.write_text(label_free_config_text(str(recipe)))
+    assert Config.fromfile(str(out)).val_evaluator.ignore_index == 300
+    seven = tmp_path / 'variant7.py'
+    seven.write_text(label_free_config_text(synthetic))
+    assert Config.fromfile(str(seven)).val_evaluator.get('ignore_index', 255) == 255

@@ -39,8 +39,10 @@ def test_plain_mmseg_scores_the_teacher_100_on_its_labels(tmp_path, synthetic_ro
     Image.open(pool[5]).convert('RGB').resize((72, 48)).save(images / 'wide.jpg', quality=95)
     out = tmp_path / 'out'
     model_cfg = plain_config(str(tmp_path / 'teacher_plain.py'), repo_root)
+    # the evaluation pipeline reduces zero labels, as ADE20K's does: teacher labels must not
     tool('tools/teacher_label.py', TEACHER, '--checkpoint', teacher_ckpt, '--images',
-         str(images), '--out', str(out), '--model-config', model_cfg)
+         str(images), '--out', str(out), '--model-config', model_cfg, '--cfg-options',
+         'val_dataloader.dataset.pipeline.1.reduce_zero_label=True')
     imgs = sorted(os.listdir(out / 'img_dir'))
     anns = sorted(os.listdir(out / 'ann_dir'))
     assert len(imgs) == len(anns) == 6  # mixed suffixes: every image became a PNG
@@ -103,3 +105,46 @@ def test_reruns_never_write_into_source_images_or_foreign_folders(tmp_path, synt
     assert results['foreign']['type'] == 'SystemExit'
     assert 'is not empty and was not written by this tool' in results['foreign']['message']
     assert os.listdir(foreign) == ['notes.txt']
+
+
+def _tool_module(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('teacher_label_tool',
+                                                  osp.join(repo_root, 'tools', 'teacher_label.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PIPELINE = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(64, 64)),
+            dict(type='LoadAnnotations', reduce_zero_label=True), dict(type='PackSegInputs')]
+
+
+@pytest.mark.parametrize('num_classes', [150, 300])
+def test_the_written_test_set_reads_the_labels_as_written(num_classes, tmp_path, repo_root):
+    """dataset.py's loader gives back the label files' values: no reduce_zero_label,
+    and above 255 classes all 16 bits, with an ignore_index that is no class."""
+    import numpy as np
+    from mmengine.config import Config
+    from mmseg.registry import DATASETS
+
+    from mmseg_dfss.datasets.teacher_label_format import write_label
+    out = tmp_path / 'out'
+    for sub in ('img_dir', 'ann_dir'):
+        (out / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(
+        out / 'img_dir' / 'a.png')
+    label = rng.integers(0, num_classes, (40, 56))
+    label[0, :3] = [0, 255 % num_classes, num_classes - 1]
+    write_label(str(out / 'ann_dir' / 'a.png'), label, num_classes)
+    meta = dict(classes=[f'c{k}' for k in range(num_classes)],
+                palette=[[k % 256, 0, 0] for k in range(num_classes)])
+    text = _tool_module(repo_root).dataset_text(str(out), '.png', meta, PIPELINE)
+    (out / 'dataset.py').write_text(text)
+    cfg = Config.fromfile(str(out / 'dataset.py'))
+    ignore = cfg.test_evaluator.get('ignore_index', 255)
+    assert not 0 <= ignore < num_classes
+    ds = DATASETS.build(cfg.test_dataloader.dataset)
+    got = ds[0]['data_samples'].gt_sem_seg.data[0].numpy()
+    assert (got == label).all()
