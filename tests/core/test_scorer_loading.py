@@ -13,6 +13,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import TRANSFORMS
 
 from mmseg_dfss.core import PoolScorer
+from mmseg_dfss.core.bn_stats import SCORE_RTOL
 from mmseg_dfss.datasets import UnlabeledImageDataset
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
@@ -65,7 +66,7 @@ def test_mixed_size_pool_scores_do_not_depend_on_batch_size(repo_root, teacher_c
         batched = score(repo_root, teacher_ckpt, mixed_pool, batch_size=batch_size)
         assert batched.paths == alone.paths
         assert not batched.errors, batch_size
-        np.testing.assert_allclose(batched.scores, alone.scores, rtol=1e-6,
+        np.testing.assert_allclose(batched.scores, alone.scores, rtol=SCORE_RTOL,
                                    err_msg=f'batch_size={batch_size}')
 
 
@@ -83,4 +84,4 @@ def test_loader_workers_load_in_other_processes_with_equal_scores(tmp_path, repo
     assert len(pids) == len(mixed_pool)  # every image loaded once
     assert len(set(pids)) == 2 and str(os.getpid()) not in pids
     assert workers.paths == in_process.paths and not workers.errors
-    np.testing.assert_allclose(workers.scores, in_process.scores, rtol=1e-6)
+    np.testing.assert_allclose(workers.scores, in_process.scores, rtol=SCORE_RTOL)

@@ -14,6 +14,7 @@ from model_utils import eq9_distance, randomise_bn
 from torch.utils.data import DataLoader
 
 from mmseg_dfss.core import PoolScorer, build_frozen_segmentor, eq11_weights
+from mmseg_dfss.core.bn_stats import SCORE_RTOL
 from mmseg_dfss.core.pool_scorer import select_lowest
 from mmseg_dfss.datasets import ADSDataset
 
@@ -92,7 +93,7 @@ def test_scores_equal_each_image_scored_alone_any_batch_size(pool_dir, teacher_c
             dict(inputs=[torch.from_numpy(img).permute(2, 0, 1).contiguous()]), False)
         ref, _ = eq9_distance(model, data['inputs'])
         for r in results:
-            assert r.scores[i] == pytest.approx(ref, rel=1e-5), (path, r)
+            assert r.scores[i] == pytest.approx(ref, rel=SCORE_RTOL), (path, r)
     assert all(len(r.errors) == 3 for r in results)
 
 
@@ -154,7 +155,8 @@ def test_confidence_strategy_matches_dfnd_rule(pool_dir, teacher_cfg, ckpt, tmp_
                 model.decode_head.forward(x), img.shape[:2], mode='bilinear',
                 align_corners=False)
         p = torch.softmax(logits.double(), 1).max(1).values
-        assert ds.result.scores[i] == pytest.approx((-torch.log(p)).mean().item(), rel=1e-6)
+        assert ds.result.scores[i] == pytest.approx((-torch.log(p)).mean().item(),
+                                                    rel=SCORE_RTOL)
     ads_ds = ads(pool_dir, teacher_cfg, ckpt, tmp_path, num_samples=3)
     assert not np.allclose(ads_ds.result.scores[good_indices(ds)],
                            ds.result.scores[good_indices(ds)])
@@ -186,7 +188,7 @@ def test_cache_reuse_invalidation_and_resume(pool_dir, teacher_cfg, ckpt, tmp_pa
     resumed = ads(pool_dir, teacher_cfg, ckpt, tmp_path)
     assert len(scored[-1]) == 8
     # rescored images share batches with others now: float32 kernels differ in the last bits
-    np.testing.assert_allclose(resumed.result.scores, first.result.scores, rtol=1e-6)
+    np.testing.assert_allclose(resumed.result.scores, first.result.scores, rtol=SCORE_RTOL)
 
     # any change of setup recomputes: layers, score pipeline, teacher weights, strategy
     ads(pool_dir, teacher_cfg, ckpt, tmp_path, bn_layers=[r'^backbone\.layer4\.'])
@@ -252,7 +254,7 @@ def test_cache_keys_follow_contents_not_paths(pool_dir, teacher_cfg, ckpt, tmp_p
     assert abs(rewritten.result.scores[2] - again.result.scores[2]) > \
         1e-3 * abs(again.result.scores[2])
     np.testing.assert_allclose(np.delete(rewritten.result.scores, 2),
-                               np.delete(again.result.scores, 2), rtol=1e-6)
+                               np.delete(again.result.scores, 2), rtol=SCORE_RTOL)
 
     # 'random' with a cache: another seed draws its own keys, not the first seed's cached ones
     rnd = dict(kw, strategy='random')
