@@ -2,6 +2,8 @@
 gives each image the score it gets alone (also when more sizes are pending than fit a
 batch window), and ``score_num_workers > 0`` loads the images in worker processes and
 gives the scores of an in-process run."""
+import copy
+import functools
 import os
 import os.path as osp
 
@@ -12,7 +14,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.registry import init_default_scope
 from mmseg.registry import TRANSFORMS
 
-from mmseg_dfss.core import PoolScorer
+from mmseg_dfss.core import PoolScorer, load_model_config
 from mmseg_dfss.core.bn_stats import SCORE_RTOL
 from mmseg_dfss.datasets import UnlabeledImageDataset
 
@@ -53,8 +55,15 @@ def mixed_pool(tmp_path_factory):
     return UnlabeledImageDataset(data_prefix=dict(img_path=str(root)), pipeline=[])
 
 
+@functools.lru_cache
+def teacher_config(repo_root):
+    """The teacher's config, read once (reading it is much of a tiny scoring's time)."""
+    return load_model_config(osp.join(repo_root, TEACHER)).to_dict()
+
+
 def score(repo_root, teacher_ckpt, pool, pipeline=PIPELINE, **kw):
-    return PoolScorer(osp.join(repo_root, TEACHER), teacher_ckpt, score_pipeline=pipeline,
+    return PoolScorer(copy.deepcopy(teacher_config(repo_root)), teacher_ckpt,
+                      score_pipeline=pipeline,
                       progress=False, **kw).score(pool)
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
-from model_utils import eq9_distance, randomise_bn
+from model_utils import eq9_distance
 from torch.utils.data import DataLoader
 
-from mmseg_dfss.core import PoolScorer, build_frozen_segmentor, eq11_weights
+from mmseg_dfss.core import PoolScorer, build_frozen_segmentor, eq11_weights, load_model_config
 from mmseg_dfss.core.bn_stats import SCORE_RTOL
 from mmseg_dfss.core.pool_scorer import select_lowest
 from mmseg_dfss.datasets import ADSDataset
@@ -32,16 +32,14 @@ def mmseg_scope():
 
 @pytest.fixture(scope='module')
 def teacher_cfg(repo_root):
-    return osp.join(repo_root, TEACHER)
+    """The teacher's config, read once (reading it is much of a tiny scoring's time)."""
+    return load_model_config(osp.join(repo_root, TEACHER)).to_dict()
 
 
 @pytest.fixture(scope='module')
-def ckpt(tmp_path_factory, teacher_cfg):
-    torch.manual_seed(0)
-    model = randomise_bn(build_frozen_segmentor(teacher_cfg, allow_random_teacher=True))
-    path = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
-    torch.save({'state_dict': model.state_dict()}, path)
-    return path
+def ckpt(teacher_ckpt):
+    """The session's random teacher (seed 0) with spread-out BN statistics."""
+    return teacher_ckpt
 
 
 @pytest.fixture(scope='module')
