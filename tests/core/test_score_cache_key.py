@@ -106,13 +106,9 @@ def test_teacher_config(teacher, setup):
     scored_again(teacher, pool, cache, first['ads'], cfg=cfg)
 
 
-def test_teacher_weights(teacher, setup):
-    pool, cache, first = setup
-    scored_again(teacher, pool, cache, first['ads'], ckpt=teacher[2])
-
-
-def test_teacher_weights_overwritten_in_place(teacher, setup, tmp_path):
-    """The key holds the weights' digest, not the checkpoint's name."""
+def test_teacher_weights(teacher, setup, tmp_path):
+    """Other weights in the same checkpoint file: the key holds the weights' digest,
+    not the checkpoint's name."""
     pool, cache, first = setup
     path = str(tmp_path / 'teacher.pth')
     shutil.copyfile(teacher[1], path)
