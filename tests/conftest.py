@@ -20,6 +20,19 @@ def mmseg_scope():
     register_all_modules(init_default_scope=True)
 
 
+@pytest.fixture(scope='session', autouse=True)
+def torch_threads():
+    """Intra-op threads of the test process: ``DFSS_TEST_THREADS`` (default 1, as the
+    tools' subprocesses run, ``run_tool``). The tiny models of the tests gain nothing
+    from a second thread and lose much while the cores are shared with another
+    process; CI's numerics phase runs with 2, another path of float32 sums."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get('DFSS_TEST_THREADS', '1')))
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def mmseg_default_scope(mmseg_scope):
     """Every test runs in the mmseg scope, as a DFSS run does under its Runner: a

@@ -74,6 +74,10 @@ def normalised(paths):
     return (torch.from_numpy(np.stack(arrs)) - 127.5) / 127.5
 
 
+class _Seen(Exception):
+    """Ends a calibration forward once the layer being calibrated has seen its input."""
+
+
 def calibrate_bn(model, inputs, prefix='backbone.'):
     """Sets every BN layer under ``prefix`` to the mean and biased variance of its
     input over ``inputs``, layer by layer in execution order (each later layer sees
@@ -89,11 +93,16 @@ def calibrate_bn(model, inputs, prefix='backbone.'):
             x = args[0].detach().double()
             seen['mean'] = x.mean(dim=(0, 2, 3))
             seen['var'] = x.var(dim=(0, 2, 3), unbiased=False)
+            raise _Seen  # the rest of the forward cannot change this layer's input
 
         handle = bn.register_forward_pre_hook(hook)
-        with torch.no_grad():
-            model(inputs, None, mode='tensor')
-        handle.remove()
+        try:
+            with torch.no_grad():
+                model(inputs, None, mode='tensor')
+        except _Seen:
+            pass
+        finally:
+            handle.remove()
         bn.running_mean.copy_(seen['mean'].to(bn.running_mean.dtype))
         bn.running_var.copy_(seen['var'].to(bn.running_var.dtype))
     return model

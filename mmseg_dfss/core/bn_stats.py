@@ -18,6 +18,14 @@ import torch
 from mmengine.logging import print_log
 from torch.nn.modules.batchnorm import _BatchNorm
 
+# How closely a per-image score is reproduced, relative to its size: an image's d
+# (and its 'confidence' score) agrees within this across batch sizes and batch
+# contents, loader processes, 1 or more ranks, thread counts, CPU kernels
+# (ATEN_CPU_CAPABILITY) and a float64 computation of the statistics. The features
+# are float32 (relative rounding ~1e-7 per operation, compounded over the layers);
+# scores read back from the score cache are bitwise the ones written.
+SCORE_RTOL = 1e-5
+
 
 class _StopForward(Exception):
     """Raised from the last hook to end the forward early."""

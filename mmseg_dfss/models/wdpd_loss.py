@@ -4,6 +4,10 @@ import torch.nn as nn
 from mmseg.registry import MODELS
 
 MODES = ('vanilla', 'wdd', 'wdpd')
+# The loss is float32 means: it equals Eq. 10/12 computed another way (another order
+# of the sums, per sample or per batch, a sample's logits from another batch, a
+# float64 reference) within this, relative to its value.
+LOSS_RTOL = 1e-5
 
 
 def _widen(x):

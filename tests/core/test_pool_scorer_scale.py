@@ -18,6 +18,8 @@ from mmseg.registry import TRANSFORMS
 from model_utils import randomise_bn
 
 from mmseg_dfss.core import PoolScorer, batch_plan, build_frozen_segmentor, load_model_config
+from mmseg_dfss.core import pool_scorer as ps
+from mmseg_dfss.core.bn_stats import SCORE_RTOL
 from mmseg_dfss.core.pool_errors import ScoreIOError, ScorePipelineError, TooManyUnreadableError
 from mmseg_dfss.datasets import COCOPoolDataset, UnlabeledImageDataset
 
@@ -135,7 +137,7 @@ def test_every_batch_but_the_last_of_each_shape_is_full(teacher, pool_dir, tmp_p
     reads.clear()
     again = scorer(teacher, cache_dir=cache).score(folder_pool(pool_dir))
     assert reads == [] and len(again.batches) == len(res.batches)
-    np.testing.assert_allclose(again.scores, res.scores, rtol=1e-6)
+    np.testing.assert_allclose(again.scores, res.scores, rtol=SCORE_RTOL)
     # a file with a new stamp: its header (only) is read again
     touched = osp.join(pool_dir, '007.png')
     st = os.stat(touched)
@@ -166,7 +168,7 @@ def test_scores_do_not_depend_on_batch_size_or_order(teacher, pool_dir, tmp_path
     b = by_path(scorer(teacher, batch_size=4).score(folder_pool(pool_dir, str(listing))))
     assert set(a) == set(b) and len(a) == len(SHAPES)
     for path, score in a.items():
-        assert b[path] == pytest.approx(score, rel=1e-6), path
+        assert b[path] == pytest.approx(score, rel=SCORE_RTOL), path
 
 
 @pytest.mark.parametrize('workers', [0, 2])
@@ -239,7 +241,7 @@ def test_transient_io_errors_are_retried_and_never_cached(teacher, pool_dir, tmp
         folder_pool(pool_dir))
     assert not res.errors and len(list(state.iterdir())) == 2  # two failures, then read
     got = by_path(res)
-    assert all(got[p] == pytest.approx(ref[p], rel=1e-6) for p in ref)
+    assert all(got[p] == pytest.approx(ref[p], rel=SCORE_RTOL) for p in ref)
 
     cache = str(tmp_path / 'cache')
     with pytest.raises(ScoreIOError, match=rf'005\.png.*{os.strerror(err)}.*nothing was cached'):
@@ -250,7 +252,7 @@ def test_transient_io_errors_are_retried_and_never_cached(teacher, pool_dir, tmp
         folder_pool(pool_dir))
     assert not res.errors and np.isfinite(res.scores).all()
     assert by_path(res)[osp.join(pool_dir, '005.png')] == pytest.approx(
-        ref[osp.join(pool_dir, '005.png')], rel=1e-6)
+        ref[osp.join(pool_dir, '005.png')], rel=SCORE_RTOL)
 
 
 def test_random_strategy_decodes_no_image(teacher, tmp_path, monkeypatch):

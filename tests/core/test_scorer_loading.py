@@ -2,6 +2,8 @@
 gives each image the score it gets alone (also when more sizes are pending than fit a
 batch window), and ``score_num_workers > 0`` loads the images in worker processes and
 gives the scores of an in-process run."""
+import copy
+import functools
 import os
 import os.path as osp
 
@@ -12,7 +14,8 @@ from mmcv.transforms import BaseTransform
 from mmengine.registry import init_default_scope
 from mmseg.registry import TRANSFORMS
 
-from mmseg_dfss.core import PoolScorer
+from mmseg_dfss.core import PoolScorer, load_model_config
+from mmseg_dfss.core.bn_stats import SCORE_RTOL
 from mmseg_dfss.datasets import UnlabeledImageDataset
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
@@ -52,8 +55,15 @@ def mixed_pool(tmp_path_factory):
     return UnlabeledImageDataset(data_prefix=dict(img_path=str(root)), pipeline=[])
 
 
+@functools.lru_cache
+def teacher_config(repo_root):
+    """The teacher's config, read once (reading it is much of a tiny scoring's time)."""
+    return load_model_config(osp.join(repo_root, TEACHER)).to_dict()
+
+
 def score(repo_root, teacher_ckpt, pool, pipeline=PIPELINE, **kw):
-    return PoolScorer(osp.join(repo_root, TEACHER), teacher_ckpt, score_pipeline=pipeline,
+    return PoolScorer(copy.deepcopy(teacher_config(repo_root)), teacher_ckpt,
+                      score_pipeline=pipeline,
                       progress=False, **kw).score(pool)
 
 
@@ -65,7 +75,7 @@ def test_mixed_size_pool_scores_do_not_depend_on_batch_size(repo_root, teacher_c
         batched = score(repo_root, teacher_ckpt, mixed_pool, batch_size=batch_size)
         assert batched.paths == alone.paths
         assert not batched.errors, batch_size
-        np.testing.assert_allclose(batched.scores, alone.scores, rtol=1e-6,
+        np.testing.assert_allclose(batched.scores, alone.scores, rtol=SCORE_RTOL,
                                    err_msg=f'batch_size={batch_size}')
 
 
@@ -83,4 +93,4 @@ def test_loader_workers_load_in_other_processes_with_equal_scores(tmp_path, repo
     assert len(pids) == len(mixed_pool)  # every image loaded once
     assert len(set(pids)) == 2 and str(os.getpid()) not in pids
     assert workers.paths == in_process.paths and not workers.errors
-    np.testing.assert_allclose(workers.scores, in_process.scores, rtol=1e-6)
+    np.testing.assert_allclose(workers.scores, in_process.scores, rtol=SCORE_RTOL)

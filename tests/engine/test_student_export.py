@@ -1,7 +1,7 @@
 """Student export round trip: the synthetic DFSS config trains 2 iterations through
 tools/train.py; the student that StudentExportHook and tools/export_student.py write
-loads in plain MMSeg (this plugin made unimportable) and predicts exactly what the
-distiller predicts; MMSeg's own tools/test.py scores it as the training run did."""
+loads in plain MMSeg (this plugin made unimportable) and predicts what the
+distiller predicts (within EXPORT_ATOL); MMSeg's own tools/test.py scores it as the training run did."""
 import os
 import os.path as osp
 import subprocess
@@ -14,8 +14,10 @@ from log_utils import read_scalars, read_test_metrics, train_steps
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmseg.registry import MODELS
+from numerics import assert_same_argmax
 
 from mmseg_dfss.models import export_student_from_checkpoint, student_config
+from mmseg_dfss.models.student_export import EXPORT_ATOL
 
 CONFIG = 'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py'
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
@@ -109,8 +111,10 @@ def test_plain_mmseg_predicts_what_the_distiller_predicts(trained):
     model.eval()
     for i, img in enumerate(images):
         r = inference_model(model, img)
-        np.testing.assert_array_equal(r.pred_sem_seg.data.numpy(), plain[f'pred{i}'])
-        np.testing.assert_allclose(r.seg_logits.data.numpy(), plain[f'logits{i}'], atol=1e-5)
+        # another process with another thread count: the same up to float32 sum order
+        logits = r.seg_logits.data.numpy()
+        np.testing.assert_allclose(plain[f'logits{i}'], logits, rtol=0, atol=EXPORT_ATOL)
+        assert_same_argmax(logits, plain[f'pred{i}'][0], EXPORT_ATOL)
     assert list(plain['classes'])[0] == 'wall'
 
 

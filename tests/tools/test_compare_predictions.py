@@ -57,11 +57,18 @@ def test_pictures_worst_first_and_agreement_equals_iou_metric(tmp_path, syntheti
     assert ds.labelled_here == []  # the tool's labels were reused
     metric = IoUMetric(iou_metrics=['mIoU'])
     metric.dataset_meta = ds.metainfo
-    for i in range(len(ds)):
-        data = ds[i]
-        batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
-        with torch.no_grad():
-            metric.process(batch, [o.to_dict() for o in student.test_step(batch)])
+    # one thread, as the tool ran (run_tool): the same float32 sums, so the same argmax
+    # on every pixel, even where a random student's top-2 logits are nearly tied
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for i in range(len(ds)):
+            data = ds[i]
+            batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
+            with torch.no_grad():
+                metric.process(batch, [o.to_dict() for o in student.test_step(batch)])
+    finally:
+        torch.set_num_threads(threads)
     expected = metric.compute_metrics(metric.results)['mIoU']
     assert summary['agreement_miou'] == pytest.approx(expected, abs=0.01)
     assert 'not accuracy' in summary['note']
