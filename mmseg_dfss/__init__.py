@@ -6,10 +6,12 @@ every component in the mmseg registries (DATASETS, MODELS, HOOKS, TRANSFORMS) an
 makes every checkpoint MMEngine's ``CheckpointLoader`` reads go through the project's
 restricted ``torch.load(weights_only=True)`` (see :mod:`mmseg_dfss.core.safe_load`).
 """
+from .onedl_notice import import_mmseg_datasets_quietly
 from .utils.stack import check_stack, map_mmseg_scope
 
 STACK = check_stack()
 map_mmseg_scope(STACK)
+import_mmseg_datasets_quietly()
 
 from .core import register_checkpoint_safe_globals  # noqa: E402
 from .version import __version__  # noqa: E402
