@@ -119,7 +119,7 @@ def memory_child(folder, batch_size, cache_dir, device='cpu'):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--num-images', type=int, default=16)
     p.add_argument('--batch-size', type=int, default=4)
     p.add_argument('--rounds', type=int, default=2)

@@ -83,7 +83,7 @@ def models(demo):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--demo-dir', default=osp.join(REPO, 'work_dirs', 'demo'))
     p.add_argument('--num-pool', type=int, default=300)
     p.add_argument('--num-rooms', type=int, default=100)

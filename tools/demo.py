@@ -265,7 +265,7 @@ def fmt(values):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--work-dir', default='work_dirs/demo')
     p.add_argument('--full', action='store_true',
                    help='also the paper\'s Tables 3 and 4 in miniature over --seeds seeds')

@@ -21,7 +21,7 @@ from mmseg_dfss.models.onnx_export import (OPSET, PARITY_ATOL, OnnxExportError,
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config', help='an MMSeg segmentor config (e.g. student_config.py)')
     p.add_argument('checkpoint', help='its checkpoint (a path or URL; loaded weights_only)')
     p.add_argument('--out', required=True, help='the .onnx file to write')

@@ -36,7 +36,7 @@ COLORS = {'original': '#e6b800', 'ads': '#2ca02c', 'confidence': '#9467bd', 'ran
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config', help='DFSS config (teacher, original-domain val split)')
     p.add_argument('--sets', nargs='+', default=[], metavar='NAME=CSV',
                    help='sampled sets: CSVs from tools/ads_score.py')

@@ -27,7 +27,7 @@ from mmseg_dfss.core.entropy import grey_entropy, iter_entropies, summarize_entr
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('source', help='a config file or an image folder')
     p.add_argument('--key', help='dotted config key of the dataset, e.g. coco_pool')
     p.add_argument('--data-root', help='replaces the dataset\'s data_root')
