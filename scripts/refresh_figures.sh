@@ -2,7 +2,8 @@
 # Regenerates the demo's figures and tables shown in README.md and docs/ after a change:
 #   bash scripts/refresh_figures.sh [WORK_DIR]        (default work_dirs/demo)
 # 1. python tools/demo.py --work-dir WORK_DIR (reuses the steps already done);
-# 2. OMP_NUM_THREADS=1 python benchmarks/agreement_vs_accuracy.py --demo-dir WORK_DIR;
+# 2. OMP_NUM_THREADS=1 python benchmarks/agreement_vs_accuracy.py --demo-dir WORK_DIR
+#    (into work_dirs/refresh_figures/agreement_vs_accuracy);
 # 3. docs/label_free.md's compare_predictions.py command, into work_dirs/refresh_figures/;
 # 4. copies the figures into docs/figures/ and writes docs/figures/demo_results.md: the
 #    demo's results.md, the agreement table, and the machine that made them (CPU, cores,
@@ -17,12 +18,13 @@ FIG=docs/figures
 OUT=work_dirs/refresh_figures
 mkdir -p "$OUT"
 python tools/demo.py --work-dir "$W" | tee "$OUT/demo.log"
-OMP_NUM_THREADS=1 python benchmarks/agreement_vs_accuracy.py --demo-dir "$W" | tee "$OUT/agreement.log"
+OMP_NUM_THREADS=1 python benchmarks/agreement_vs_accuracy.py --demo-dir "$W" \
+    --work-dir "$OUT/agreement_vs_accuracy" | tee "$OUT/agreement.log"
 python tools/compare_predictions.py configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py \
     "$W/dfss/ads_wdpd_seed0/iter_1500.pth" \
     --teacher-checkpoint "$W/teacher/iter_1500.pth" \
-    --images "$W/agreement_data/scenes/img_dir/test" \
-    --cache-dir "$W/teacher_labels" --out "$OUT/compare_predictions" --num 4 2>&1 | tee "$OUT/compare.log"
+    --images "$OUT/agreement_vs_accuracy/agreement_data/scenes/img_dir/test" \
+    --cache-dir "$OUT/agreement_vs_accuracy/teacher_labels" --out "$OUT/compare_predictions" --num 4 2>&1 | tee "$OUT/compare.log"
 cp "$W/figures/synthetic_samples.png" "$W/figures/distribution_tsne.png" "$FIG/"
 cp "$W/ads/d_hist.png" "$W/ads/gallery.png" "$W/ads/subdomain_mix.png" "$FIG/"
 for f in distance_hist entropy_hist merge_mix; do cp "$W/compare/$f.png" "$FIG/compare_$f.png"; done
@@ -45,6 +47,6 @@ cp "$OUT/compare_predictions/per_class_agreement.png" "$FIG/label_free_per_class
   echo
   echo "## compare_predictions.py (docs/label_free.md's command)"
   echo
-  grep -i "agreement" "$OUT/compare.log" | tail -1
+  grep -i "agreement" "$OUT/compare.log" | tail -1 || true
 } > "$FIG/demo_results.md"
 echo "refreshed $FIG (see $FIG/demo_results.md)"
