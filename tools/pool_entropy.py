@@ -19,6 +19,7 @@ import argparse
 import copy
 import csv
 import json
+import os
 import os.path as osp
 import sys
 
@@ -128,6 +129,9 @@ def main(argv=None):
     n = len(pool) if args.max_images is None else min(args.max_images, len(pool))
     paths = [pool.get_data_info(i)['img_path'] for i in range(n)]
     entropies, skipped = [], []
+    for out in (args.out_csv, args.out_png):
+        if out and osp.dirname(out):
+            os.makedirs(osp.dirname(out), exist_ok=True)
     csv_file = open(args.out_csv, 'w', newline='') if args.out_csv else None
     rows = csv.writer(csv_file) if csv_file else None
     try:

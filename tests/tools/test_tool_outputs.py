@@ -49,3 +49,21 @@ def test_demo_recomputes_a_compare_summary_another_tool_wrote(tmp_path, repo_roo
     assert demo.is_compare_pools_summary(str(ours))
     assert not demo.is_compare_pools_summary(str(theirs))
     assert not demo.is_compare_pools_summary(str(tmp_path / 'broken.json'))
+
+
+def test_pool_entropy_creates_the_work_dirs_folders_the_docs_name(tmp_path, repo_root):
+    """datasets.md/recipes.md send the histogram and CSV to work_dirs/entropy/, which a
+    fresh clone does not have."""
+    import numpy as np
+    from PIL import Image
+    images = tmp_path / 'images'
+    images.mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * k, np.uint8)).save(images / f'{k}.png')
+    proc = subprocess.run(
+        [sys.executable, osp.join(repo_root, 'tools/pool_entropy.py'), str(images),
+         '--out-png', 'work_dirs/entropy/e.png', '--out-csv', 'work_dirs/entropy/e.csv'],
+        cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=repo_root))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len((tmp_path / 'work_dirs' / 'entropy' / 'e.csv').read_text().splitlines()) == 4
+    assert (tmp_path / 'work_dirs' / 'entropy' / 'e.png').stat().st_size > 0
