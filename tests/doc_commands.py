@@ -1,4 +1,5 @@
-"""The commands that README.md and docs/*.md tell a user to run, as written.
+"""The commands that README.md and docs/*.md tell a user to run, as written (and those
+of scripts/refresh_figures.sh, which replays the documented figure commands).
 
 A command is a line (continuations joined) of a fenced ``bash`` block, or an inline code
 span, that runs ``python tools/*.py``, ``python benchmarks/*.py`` or ``bash tools|scripts/*``
@@ -16,8 +17,10 @@ FENCE = re.compile(r'^```(\w*)\s*$')
 
 
 def doc_files():
-    return ['README.md'] + sorted(osp.relpath(p, REPO)
-                                  for p in glob.glob(osp.join(REPO, 'docs', '*.md')))
+    """README.md, docs/*.md, and the scripts that replay documented commands."""
+    return (['README.md'] + sorted(osp.relpath(p, REPO)
+                                   for p in glob.glob(osp.join(REPO, 'docs', '*.md')))
+            + ['scripts/refresh_figures.sh'])
 
 
 def _candidates(text):
@@ -68,12 +71,14 @@ def doc_commands():
     for doc in doc_files():
         with open(osp.join(REPO, doc)) as f:
             text = f.read()
+        if doc.endswith('.sh'):  # the whole file is one bash block
+            text = '```bash\n' + text + '\n```\n'
         for n, candidate in _candidates(text):
             if not RUNNERS.search(candidate):
                 continue
             argv = _split(candidate)
             if argv is not None:
-                found.append((doc, n, argv))
+                found.append((doc, n - doc.endswith('.sh'), argv))  # minus the added fence
     return found
 
 
