@@ -5,6 +5,7 @@ A command is a line (continuations joined) of a fenced ``bash`` block, or an inl
 span, that runs ``python tools/*.py``, ``python benchmarks/*.py`` or ``bash tools|scripts/*``
 (environment assignments and ``time`` before it, ``&&``/``;``/``|`` after it allowed).
 """
+import functools
 import glob
 import os.path as osp
 import re
@@ -111,3 +112,13 @@ def script_helps(scripts):
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     return json.loads(proc.stdout.rsplit('\n', 1)[-1])
+
+
+@functools.lru_cache(maxsize=1)
+def all_script_helps():
+    """:func:`script_helps` of every script in ``tools/`` and ``benchmarks/``, computed once
+    per test session (the doc-command and help-text tests share it)."""
+    scripts = sorted(glob.glob(osp.join(REPO, 'tools', '*.py'))
+                     + glob.glob(osp.join(REPO, 'tools', 'dataset_converters', '*.py'))
+                     + glob.glob(osp.join(REPO, 'benchmarks', '*.py')))
+    return script_helps([osp.relpath(s, REPO) for s in scripts])

@@ -6,7 +6,7 @@ import os.path as osp
 import re
 
 import pytest
-from doc_commands import REPO, doc_commands, script_helps
+from doc_commands import REPO, all_script_helps, doc_commands
 
 # launchers whose extra arguments go to a Python tool
 FORWARDS = {'tools/dist_train.sh': 'tools/train.py', 'tools/slurm_train.sh': 'tools/train.py',
@@ -21,10 +21,8 @@ def commands():
 
 
 @pytest.fixture(scope='module')
-def helps(commands):
-    scripts = {argv[1] for _, _, argv in commands if argv[1].endswith('.py')}
-    scripts |= set(FORWARDS.values())
-    return script_helps(sorted(s for s in scripts if osp.isfile(osp.join(REPO, s))))
+def helps():
+    return all_script_helps()
 
 
 def _options(argv):

@@ -1,17 +1,12 @@
 """Every tool's and benchmark's --help is whole: its description ends a sentence, and
 tools/train.py lists the plugin's own flag (issue 26 item 8)."""
-import glob
-import os.path as osp
-
 import pytest
-from doc_commands import script_helps
+from doc_commands import all_script_helps
 
 
 @pytest.fixture(scope='module')
-def helps(repo_root):
-    scripts = sorted(glob.glob(osp.join(repo_root, 'tools', '*.py'))
-                     + glob.glob(osp.join(repo_root, 'benchmarks', '*.py')))
-    return script_helps([osp.relpath(s, repo_root) for s in scripts])
+def helps():
+    return all_script_helps()
 
 
 MMSEG_PARSERS = ('tools/train.py', 'tools/test.py')  # MMSeg's own argument parsers
