@@ -8,6 +8,7 @@ import re
 import pytest
 from doc_commands import REPO, all_script_helps, doc_commands
 
+REPO_PATH = re.compile(r'(configs|tools|benchmarks|scripts)/[\w./-]+\.(py|sh)$')
 # launchers whose extra arguments go to a Python tool
 FORWARDS = {'tools/dist_train.sh': 'tools/train.py', 'tools/slurm_train.sh': 'tools/train.py',
             'tools/dist_test.sh': 'tools/test.py', 'tools/slurm_test.sh': 'tools/test.py'}
@@ -59,7 +60,8 @@ def test_every_documented_repository_path_exists(commands):
     missing = []
     for doc, n, argv in commands:
         for prev, word in zip(argv[1:], argv[2:]):
-            if prev != '--out' and re.match(r'(configs|tools|benchmarks|scripts)/[\w./-]+\.(py|sh)$', word) and not (
-                    osp.isfile(osp.join(REPO, word))):
+            if prev == '--out' or not REPO_PATH.match(word):
+                continue
+            if not osp.isfile(osp.join(REPO, word)):
                 missing.append(f'{doc}:{n}: {word}')
     assert missing == []
