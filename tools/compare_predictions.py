@@ -120,10 +120,13 @@ def main():
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     extra = dict(allow_random_teacher=True) if args.allow_random_teacher else {}
-    ds_cfg = teacher_labeled_dataset(cfg, args.images, args.teacher_checkpoint,
-                                     args.num_images,
-                                     args.cache_dir or osp.join(args.out, '.label_cache'),
-                                     **extra)
+    try:
+        ds_cfg = teacher_labeled_dataset(cfg, args.images, args.teacher_checkpoint,
+                                         args.num_images,
+                                         args.cache_dir or osp.join(args.out, '.label_cache'),
+                                         **extra)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'error: {e}')
     if extra and ds_cfg['dataset']['type'] == 'ADSHeldOutDataset':
         ds_cfg['dataset'].update(extra)
     from mmengine.registry import init_default_scope

@@ -49,3 +49,16 @@ def test_compare_predictions_leaves_compare_pools_output_alone(tmp_path, repo_ro
     assert proc.returncode == 1
     assert f'--out {demo_compare} holds files not written by it' in proc.stderr
     assert json.loads((demo_compare / 'summary.json').read_text()) == {'eps': 600}
+
+
+def test_compare_predictions_names_a_missing_images_folder(tmp_path, repo_root):
+    """label_free.md's figure command on a demo without the benchmark's fresh rooms."""
+    missing = tmp_path / 'agreement_data' / 'scenes' / 'img_dir' / 'test'
+    proc = subprocess.run(
+        [sys.executable, 'tools/compare_predictions.py',
+         'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py', 'CKPT',
+         '--images', str(missing), '--out', str(tmp_path / 'out')],
+        cwd=repo_root, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=repo_root))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --images '{missing}'")
+    assert 'Traceback' not in proc.stderr
