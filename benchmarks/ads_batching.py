@@ -132,7 +132,7 @@ def score(folder, args, cfg):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--common', type=int, default=960, help='images of the 3 common sizes')
     p.add_argument('--rare', type=int, default=320, help='rare input shapes')
     p.add_argument('--per-rare', type=int, default=1, help='images of each rare shape')

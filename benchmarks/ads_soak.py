@@ -66,7 +66,7 @@ def write_bad_files(pool_dir, every, rng):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--pool', type=int, default=3000, help='generated pool images')
     p.add_argument('--size', type=int, default=64, help='image side (px)')
     p.add_argument('--bad-every', type=int, default=100, help='one bad file per N images')

@@ -1,7 +1,8 @@
 """Does agreement with the teacher predict accuracy? Measured on the demo's models.
 
     OMP_NUM_THREADS=1 python benchmarks/agreement_vs_accuracy.py \
-        [--demo-dir work_dirs/demo] [--num-pool 300] [--num-rooms 100]
+        [--demo-dir work_dirs/demo] [--work-dir work_dirs/agreement_vs_accuracy]
+        [--num-pool 300] [--num-rooms 100]
 
 Run after ``python tools/demo.py`` (whose DFSS run keeps 3 checkpoints) and more
 DFSS runs of the demo's config under ``DEMO/dfss/<name>/`` (``--full``'s, or others).
@@ -13,7 +14,10 @@ iterations, the last checkpoint of every other DFSS run), it reports:
   labels unused);
 - true mIoU on the demo's labelled test rooms;
 
-and the Spearman rank correlation between each agreement and the true mIoU.
+and the Spearman rank correlation between each agreement and the true mIoU. The demo's
+folder is only read; the fresh images (``WORK/agreement_data``), their teacher labels
+(``WORK/teacher_labels``), the per-model rows (reused by a rerun) and ``agreement.json``
+go to ``--work-dir``.
 """
 import argparse
 import glob
@@ -83,11 +87,14 @@ def models(demo):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--demo-dir', default=osp.join(REPO, 'work_dirs', 'demo'))
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--demo-dir', default=osp.join(REPO, 'work_dirs', 'demo'),
+                   help='the demo run to evaluate (read only)')
+    p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'agreement_vs_accuracy'),
+                   help='where the fresh images, their labels and the results go')
     p.add_argument('--num-pool', type=int, default=300)
     p.add_argument('--num-rooms', type=int, default=100)
-    p.add_argument('--out', help='JSON of the results (default: DEMO/agreement.json)')
+    p.add_argument('--out', help='JSON of the results (default: WORK/agreement.json)')
     args = p.parse_args()
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
@@ -98,7 +105,8 @@ def main():
     init_default_scope('mmseg')
     MMLogger.get_instance('mmengine', log_level='WARNING')
     demo = osp.abspath(args.demo_dir)
-    fresh = osp.join(demo, 'agreement_data')
+    work = osp.abspath(args.work_dir)
+    fresh = osp.join(work, 'agreement_data')
     if not osp.isdir(osp.join(fresh, 'pool')):
         generate_synthetic(fresh, seed=1, num_train=1, num_test=args.num_rooms,
                            pool_size=args.num_pool, progress=False)
@@ -110,14 +118,14 @@ def main():
             type='TeacherLabeledDataset',
             dataset=dict(type='UnlabeledImageDataset', data_prefix=dict(img_path=folder)),
             teacher=TEACHER_CFG, teacher_checkpoint=teacher_ckpt,
-            cache_dir=osp.join(demo, 'teacher_labels'), pipeline=PIPELINE,
+            cache_dir=osp.join(work, 'teacher_labels'), pipeline=PIPELINE,
             metainfo_from='SyntheticScenesDataset', progress=False))
     sets['true (test rooms)'] = DATASETS.build(dict(
         type='SyntheticScenesDataset', data_root=osp.join(demo, 'data', 'scenes'),
         data_prefix=dict(img_path='img_dir/test', seg_map_path='ann_dir/test'),
         pipeline=PIPELINE))
     rows = []
-    done_file = osp.join(demo, 'agreement_rows.json')  # a rerun evaluates new models only
+    done_file = osp.join(work, 'agreement_rows.json')  # a rerun evaluates new models only
     done = json.load(open(done_file)) if osp.isfile(done_file) else {}
     for name, ckpt, load in models(demo):
         key = f'{ckpt}|{osp.getmtime(ckpt)}'
@@ -138,7 +146,7 @@ def main():
     lines += ['', f'Spearman rho vs true mIoU over {len(rows)} models: fresh pool '
               f'{rho["fresh pool"]:.2f}, fresh rooms {rho["fresh rooms"]:.2f}']
     print('\n'.join(lines))
-    with open(args.out or osp.join(demo, 'agreement.json'), 'w') as f:
+    with open(args.out or osp.join(work, 'agreement.json'), 'w') as f:
         json.dump(dict(rows=rows, spearman=rho, num_pool=len(sets['fresh pool']),
                        num_rooms=len(sets['fresh rooms'])), f, indent=1)
 

@@ -51,7 +51,7 @@ def batch(n=2, size=64):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config', nargs='?', default='configs/dfss/deeplabv3_r50_to_mbv2_nyuv2.py')
     args = p.parse_args()
     cfg = Config.fromfile(args.config)

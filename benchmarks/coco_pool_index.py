@@ -93,7 +93,7 @@ def run(code_root, root, ann, index_dir):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--num-images', type=int, default=118287)
     p.add_argument('--anns-per-image', type=float, default=7.3)
     p.add_argument('--baseline-root', help='a checkout of the code before the index')

@@ -211,7 +211,7 @@ def fmt_ratio(a, b):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config', help='a DFSS (DataFreeDistiller) config')
     p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     p.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), default=None,

@@ -122,7 +122,7 @@ def peak_memory(step, data, device):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--config', default=DEFAULT)
     p.add_argument('--batch-size', type=int, default=4)
     p.add_argument('--crop', type=int, default=128)

@@ -44,7 +44,7 @@ def complexity(config, shape):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('configs', nargs='+', help='segmentor configs (mmseg:: paths allowed)')
     p.add_argument('--shape', type=int, nargs=2, default=[256, 341], metavar=('H', 'W'))
     args = p.parse_args()

@@ -49,7 +49,7 @@ def loop(ds, step, evaluator=None):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--num', type=int, default=100)
     p.add_argument('--size', type=int, default=96)
     p.add_argument('--repeats', type=int, default=3)

@@ -30,7 +30,7 @@ OFFICIAL_COUNTS = {('NYUv2Dataset', 'train'): 795, ('NYUv2Dataset', 'test'): 654
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config')
     p.add_argument('--splits', nargs='+', choices=sorted(SPLIT_KEYS),
                    default=['train', 'val', 'test'], help='dataloaders to check')

@@ -41,7 +41,7 @@ FIGURES = ('distance_hist.png', 'entropy_hist.png', 'merge_mix.png')
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config', help='a DFSS/ADS config (or the teacher\'s segmentor config)')
     p.add_argument('--pools', nargs='+', required=True, metavar='NAME=SPEC',
                    help='pools to compare: NAME=folder | list file | COCO .json | config key')

@@ -3,18 +3,19 @@ disagreement (MMSeg palettes), worst agreement first; and per-class agreement (I
 the student against the teacher) as a bar chart. Agreement, not accuracy: the teacher's
 predictions are the reference (the paper's Fig. 4 view, measured).
 
-    python tools/compare_predictions.py CONFIG CHECKPOINT --images SPEC --out DIR [--num N]
+    python tools/compare_predictions.py CONFIG CHECKPOINT --images SPEC [--out DIR] [--num N]
 
 CONFIG: the DFSS config (its teacher, its student architecture, its evaluation
 pipeline and classes). CHECKPOINT: a DataFreeDistiller checkpoint of that run or the
 exported student (student.pth). --images: a folder, a list file, or 'held-out' (the
 pool images ADS ranks after the training eps). Writes OUT/compare_<k>.png for the
---num worst images, OUT/per_class_agreement.png, OUT/per_image.csv and OUT/summary.json.
+--num worst images, OUT/per_class_agreement.png, OUT/per_image.csv and OUT/summary.json
+(OUT: default work_dirs/compare_predictions; a new or empty folder, or one this tool
+wrote before: it never writes into another tool's output folder).
 """
 import argparse
 import csv
 import json
-import os
 import os.path as osp
 
 import numpy as np
@@ -28,6 +29,9 @@ import mmseg_dfss  # noqa: F401  (registers the plugin)
 from mmseg_dfss.datasets.teacher_labeled import AGREEMENT_NOTE
 from mmseg_dfss.utils.label_free import (DEFAULT_NUM_IMAGES, load_student,
                                          teacher_labeled_dataset)
+from mmseg_dfss.utils.output_dir import OutputDirError, claim_output_dir
+
+DEFAULT_OUT = 'work_dirs/compare_predictions'
 
 
 def parse_args():
@@ -37,7 +41,7 @@ def parse_args():
     p.add_argument('checkpoint', help='a distiller checkpoint or an exported student.pth')
     p.add_argument('--images', required=True,
                    help="a folder of images, a list file, or 'held-out'")
-    p.add_argument('--out', required=True, help='output folder')
+    p.add_argument('--out', default=DEFAULT_OUT, help=f'output folder (default: {DEFAULT_OUT})')
     p.add_argument('--num', type=int, default=8, help='images drawn (worst agreement first)')
     p.add_argument('--num-images', type=int, default=DEFAULT_NUM_IMAGES,
                    help="images of --images held-out")
@@ -109,13 +113,20 @@ def draw_bars(path, classes, iou, present):
 
 def main():
     args = parse_args()
+    try:
+        claim_output_dir(args.out, 'compare_predictions')
+    except OutputDirError as e:
+        raise SystemExit(str(e))
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     extra = dict(allow_random_teacher=True) if args.allow_random_teacher else {}
-    ds_cfg = teacher_labeled_dataset(cfg, args.images, args.teacher_checkpoint,
-                                     args.num_images,
-                                     args.cache_dir or osp.join(args.out, '.label_cache'),
-                                     **extra)
+    try:
+        ds_cfg = teacher_labeled_dataset(cfg, args.images, args.teacher_checkpoint,
+                                         args.num_images,
+                                         args.cache_dir or osp.join(args.out, '.label_cache'),
+                                         **extra)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'error: {e}')
     if extra and ds_cfg['dataset']['type'] == 'ADSHeldOutDataset':
         ds_cfg['dataset'].update(extra)
     from mmengine.registry import init_default_scope
@@ -125,7 +136,6 @@ def main():
     student = load_student(cfg, args.checkpoint, args.device)
     classes, palette = ds.metainfo['classes'], ds.metainfo['palette']
     n = len(classes)
-    os.makedirs(args.out, exist_ok=True)
     inter, union, rows, preds = np.zeros(n), np.zeros(n), [], {}
     bar = ProgressBar(len(ds))
     for i in range(len(ds)):

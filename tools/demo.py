@@ -153,7 +153,8 @@ class Demo:
         """The pool's sub-domains as separate candidate pools (paper Sec. 3.2)."""
         out = osp.join(self.work, 'compare')
         summary = osp.join(out, 'summary.json')
-        if not osp.isfile(summary) or osp.getmtime(summary) < osp.getmtime(self.teacher_ckpt):
+        if (not osp.isfile(summary) or osp.getmtime(summary) < osp.getmtime(self.teacher_ckpt)
+                or not is_compare_pools_summary(summary)):
             pools = [f'{s}={osp.join(self.data, "pool", s)}' for s in SUBDOMAINS
                      if osp.isdir(osp.join(self.data, 'pool', s))]
             run(['tools/compare_pools.py', DFSS_CFG, '--pools', *pools, '--out', out,
@@ -221,6 +222,17 @@ def sample_grid(data_root, out_png, per_row=8):
     plt.close(fig)
 
 
+def is_compare_pools_summary(path):
+    """Whether ``path`` is compare_pools's summary.json (a file another tool wrote there
+    is recomputed over, not read)."""
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {'eps', 'ranking', 'pools'} <= set(summary)
+
+
 def compare_lines(c):
     """results.md rows of the sub-domain comparison (full report: compare/report.md)."""
     lines = ['', f'The sub-domains as separate candidate pools (`tools/compare_pools.py`, '
@@ -253,7 +265,7 @@ def fmt(values):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--work-dir', default='work_dirs/demo')
     p.add_argument('--full', action='store_true',
                    help='also the paper\'s Tables 3 and 4 in miniature over --seeds seeds')

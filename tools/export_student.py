@@ -12,7 +12,7 @@ from mmseg_dfss.models import export_student_from_checkpoint
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('checkpoint', help='a DataFreeDistiller training checkpoint (a path or URL)')
     p.add_argument('out_dir', help='writes student.pth and student_config.py here')
     p.add_argument('--config', default=None,

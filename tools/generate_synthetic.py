@@ -11,7 +11,7 @@ from mmseg_dfss.datasets.synthetic import SUBDOMAINS, generate_synthetic
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--out', default='data/synthetic', help='output folder')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--num-train', type=int, default=300)

@@ -1,7 +1,7 @@
 """Where do the sampled sets lie relative to the original data? (paper Fig. 5/6)
 
     python tools/plot_distribution.py CONFIG --sets ads=ads.csv random=random.csv \
-        confidence=confidence.csv [--method tsne|pca] [--out distribution.png]
+        confidence=confidence.csv [--method tsne|pca] [--out FILE]
 
 CONFIG is a DFSS config: its ``model.teacher`` / ``model.teacher_checkpoint`` give the
 teacher and its ``val_dataloader.dataset`` the original-domain images. Each set is a
@@ -17,6 +17,7 @@ features' spread), the number behind the picture.
 import argparse
 import copy
 import csv
+import os
 import os.path as osp
 
 import numpy as np
@@ -36,7 +37,7 @@ COLORS = {'original': '#e6b800', 'ads': '#2ca02c', 'confidence': '#9467bd', 'ran
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config', help='DFSS config (teacher, original-domain val split)')
     p.add_argument('--sets', nargs='+', default=[], metavar='NAME=CSV',
                    help='sampled sets: CSVs from tools/ads_score.py')
@@ -48,7 +49,8 @@ def parse_args():
     p.add_argument('--max-per-set', type=int, default=500,
                    help='draw at most this many images per set (seeded subsample)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out', default='distribution.png')
+    p.add_argument('--out', default='work_dirs/plot_distribution/distribution.png',
+                   help='the figure to write (default: %(default)s)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args()
 
@@ -146,6 +148,8 @@ def main():
     ax.set_yticks([])
     ax.legend(markerscale=2, fontsize=8)
     fig.tight_layout()
+    if osp.dirname(args.out):
+        os.makedirs(osp.dirname(args.out), exist_ok=True)
     fig.savefig(args.out, dpi=120)
     print(f'wrote {args.out}')
 

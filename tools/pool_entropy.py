@@ -19,6 +19,7 @@ import argparse
 import copy
 import csv
 import json
+import os
 import os.path as osp
 import sys
 
@@ -27,7 +28,7 @@ from mmseg_dfss.core.entropy import grey_entropy, iter_entropies, summarize_entr
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('source', help='a config file or an image folder')
     p.add_argument('--key', help='dotted config key of the dataset, e.g. coco_pool')
     p.add_argument('--data-root', help='replaces the dataset\'s data_root')
@@ -128,6 +129,9 @@ def main(argv=None):
     n = len(pool) if args.max_images is None else min(args.max_images, len(pool))
     paths = [pool.get_data_info(i)['img_path'] for i in range(n)]
     entropies, skipped = [], []
+    for out in (args.out_csv, args.out_png):
+        if out and osp.dirname(out):
+            os.makedirs(osp.dirname(out), exist_ok=True)
     csv_file = open(args.out_csv, 'w', newline='') if args.out_csv else None
     rows = csv.writer(csv_file) if csv_file else None
     try:

@@ -29,8 +29,21 @@ def random_teacher_options(config):
     return opts
 
 
+PLUGIN_HELP = f'''
+mmseg-dfss option (removed before MMSeg's train.py reads the command line):
+  {ALLOW_RANDOM_TEACHER}
+                        a DFSS run whose teacher_checkpoint is None trains with a
+                        random-weight teacher (tests and benchmarks); without it
+                        that is an error'''
+
+
 if __name__ == '__main__':
     argv = sys.argv[1:]
+    if '-h' in argv or '--help' in argv:
+        try:
+            run_mmseg_tool('train.py', argv)
+        finally:
+            print(PLUGIN_HELP)
     check_config_argument(argv)  # an mmseg:: base the installed MMSeg lacks: one line
     if ALLOW_RANDOM_TEACHER in argv:
         argv.remove(ALLOW_RANDOM_TEACHER)

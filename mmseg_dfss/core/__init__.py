@@ -7,6 +7,10 @@ from .stack import check_stack
 
 STACK = check_stack()
 
+from .onedl_notice import import_mmseg_datasets_quietly  # noqa: E402
+
+import_mmseg_datasets_quietly()
+
 from .bn_stats import BNStatsDistance, select_bn_layers  # noqa: E402
 from .pool_errors import (ScoreIOError, ScorePipelineError, SetupMismatchError,  # noqa: E402
                           TooManyUnreadableError)

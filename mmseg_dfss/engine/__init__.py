@@ -1,7 +1,9 @@
-"""MMEngine hooks of the DFSS pipeline, and the CPU-capable AmpOptimWrapper."""
+"""MMEngine hooks of the DFSS pipeline, the CPU-capable AmpOptimWrapper and CPU DDP."""
 from .ads_selection_hook import ADSSelectionHook
 from .amp_optim_wrapper import AmpOptimWrapper
+from .cpu_ddp import CPUDistributedDataParallel
 from .student_export_hook import StudentExportHook
 from .wdpd_hook import WDPDHook
 
-__all__ = ['ADSSelectionHook', 'AmpOptimWrapper', 'StudentExportHook', 'WDPDHook']
+__all__ = ['ADSSelectionHook', 'AmpOptimWrapper', 'CPUDistributedDataParallel', 'StudentExportHook',
+           'WDPDHook']

@@ -3,8 +3,9 @@ import os.path as osp
 import runpy
 import sys
 
-# CPU-only torch under --launcher pytorch: DDP of a CPU module takes no device ids
-CPU_DDP_OPTIONS = ('model_wrapper_cfg.type=MMDistributedDataParallel',
+# CPU-only torch under --launcher pytorch: DDP of a CPU module takes no device ids, and
+# SyncBN is reverted to BN (mmseg_dfss.engine.CPUDistributedDataParallel)
+CPU_DDP_OPTIONS = ('model_wrapper_cfg.type=mmseg.CPUDistributedDataParallel',
                    'model_wrapper_cfg.device_ids=None', 'env_cfg.dist_cfg.backend=gloo')
 
 
@@ -91,8 +92,9 @@ def run_mmseg_tool(name, argv=None):
     CPU runs, gloo), MMEngine's launcher would call ``torch.cuda.set_device`` and
     fail: the gloo process group is created here instead (:func:`init_cpu_dist`;
     MMEngine then uses it) and DDP is told to wrap a CPU module
-    (:data:`CPU_DDP_OPTIONS`). A config inheriting an ``mmseg::`` base that the
-    installed MMSeg lacks stops first, in one line (:func:`check_config_argument`).
+    (:data:`CPU_DDP_OPTIONS`), with SyncBN reverted to BN. A config inheriting an
+    ``mmseg::`` base that the installed MMSeg lacks stops first, in one line
+    (:func:`check_config_argument`).
     """
     import torch
     import torch.distributed as dist
