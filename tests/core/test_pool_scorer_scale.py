@@ -18,7 +18,6 @@ from mmseg.registry import TRANSFORMS
 from model_utils import randomise_bn
 
 from mmseg_dfss.core import PoolScorer, batch_plan, build_frozen_segmentor, load_model_config
-from mmseg_dfss.core import pool_scorer as ps
 from mmseg_dfss.core.bn_stats import SCORE_RTOL
 from mmseg_dfss.core.pool_errors import ScoreIOError, ScorePipelineError, TooManyUnreadableError
 from mmseg_dfss.datasets import COCOPoolDataset, UnlabeledImageDataset
