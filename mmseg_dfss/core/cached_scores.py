@@ -8,7 +8,6 @@ to make them when the cache does not hold every pool image.
 from mmengine.logging import print_log
 
 from .pool_scorer import PoolScorer
-from .score_cache import ScoreCache
 
 
 class MissingScoresError(RuntimeError):
@@ -42,18 +41,30 @@ class CachedScoresOnly(PoolScorer):
             raise MissingScoresError(f'no ADS cache_dir is set, so there are no cached scores '
                                      f'to read: set cache_dir and run `{hint}` first')
 
-    def _shared_view(self, fp, paths, stamps, layers, n, rank, world):
-        cache = ScoreCache(self.cache_dir, fp, paths, self.strategy, rank=rank)
-        done = cache.load()
+    def score(self, pool):
+        """The cached scores of ``pool``; a cache folder that does not exist is neither
+        created nor scored into."""
+        import os.path as osp
+        if not osp.isdir(self.cache_dir):
+            raise MissingScoresError(f'there is no ADS score cache at {self.cache_dir}: run '
+                                     f'`{self.hint}` first')
+        return super().score(pool)
+
+    def _score_missing(self, pool, done, known, files, teacher, cache):
+        """Scores nothing: every pool image's score must be in the cache already."""
+        if cache is not None:
+            cache.close()
+        n = len(files[0])
         if len(done) < n:
+            where = cache.dir if cache is not None else self.cache_dir
             raise MissingScoresError(
-                f'the ADS score cache {cache.dir} holds {len(done)} of the {n} pool images\' '
+                f'the ADS score cache {where} holds {len(done)} of the {n} pool images\' '
                 f'{self.strategy} scores (none scored here; the cache is keyed by the teacher '
                 f'weights, its config, the pool files and the score settings): run '
                 f'`{self.hint}` first')
         print_log(f'ADS cache {cache.dir}: read {n} {self.strategy} scores (nothing scored)',
                   logger='current')
-        return done, {}, None
+        return {}, []
 
 
 __all__ = ['CachedScoresOnly', 'MissingScoresError']

@@ -29,8 +29,8 @@ DEFAULT_MIN_AGREEMENT = 0.95
 DEFAULT_SETTINGS = dict(activation_type='QUInt8', weight_type='QInt8', per_channel=True,
                         reduce_range=False, calibrate_method='MinMax', pre_process=True,
                         fp32_tail=True)
-# ops between the last Conv and the graph output that only resample or squash logits
-TAIL_OPS = ('Resize', 'Sigmoid', 'Softmax', 'Identity', 'Cast')
+# ops between the last Conv and the graph output that only resample, crop or squash logits
+TAIL_OPS = ('Resize', 'Slice', 'Sigmoid', 'Softmax', 'Identity', 'Cast')
 
 
 class QuantizationError(RuntimeError):

@@ -54,11 +54,12 @@ def test_int8_agrees_with_fp32_and_keeps_the_logits_fp32(graphs, pool_images):
     model = onnx.load(out)
     ops = [n.op_type for n in model.graph.node]
     assert ops.count('QuantizeLinear') > 10 and 'DequantizeLinear' in ops
-    # the classifier conv has FP32 weights, and the final Resize gets FP32 logits
+    # the classifier conv has FP32 weights, and the final Resize (and the crop back after
+    # test-time padding) gets FP32 logits
     producer = {o: n for n in model.graph.node for o in n.output}
     inits = {i.name: i for i in model.graph.initializer}
     tail = {n.op_type: n for n in model.graph.node if n.name in r['fp32_nodes']}
-    assert sorted(tail) == ['Conv', 'Resize']
+    assert {'Conv', 'Resize'} <= set(tail) <= {'Conv', 'Resize', 'Slice'}
     assert inits[tail['Conv'].input[1]].data_type == onnx.TensorProto.FLOAT
     assert producer[tail['Resize'].input[0]] is tail['Conv']
     # agreement counted here apart from the library, on images it never calibrated on
