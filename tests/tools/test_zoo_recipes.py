@@ -24,6 +24,7 @@ from checkpoint_server import CheckpointServer
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from PIL import Image
+from mmseg_dfss.core.safe_load import download_cache_path
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RECIPES = {
@@ -229,7 +230,8 @@ def test_recipe_distils_a_served_zoo_teacher_validates_and_exports(name, tmp_pat
              *tiny_options(val_root, pool, work, url), env=dict(TORCH_HOME=str(torch_home)))
         # ADS scoring and the distiller: one download, into the torch hub cache
         assert server.gets == {f'/{ckpt_name}': 1}
-    assert os.listdir(torch_home / 'hub' / 'checkpoints') == [ckpt_name]
+    hub = torch_home / 'hub' / 'checkpoints'
+    assert os.listdir(hub) == [osp.basename(download_cache_path(url, str(hub)))]
 
     ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu', weights_only=False)
     # the distiller distilled from the served weights
