@@ -35,7 +35,12 @@ def sandbox(tmp_path):
 
 
 def run(sandbox, argv, timeout=600):
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    # ``python`` in a documented command is the interpreter running the tests (CI's PATH
+    # need not have the virtualenv first).
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+               PATH=osp.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))
+    if argv[0] == 'python':
+        argv = [sys.executable] + argv[1:]
     proc = subprocess.run(argv, cwd=sandbox, env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
