@@ -9,7 +9,6 @@ is no class (:func:`label_ignore_index`). Teacher labels never ignore a pixel, s
 no class ever equals the ignore index.
 """
 import copy
-import os
 
 import mmcv
 import numpy as np
@@ -17,6 +16,8 @@ from mmcv.transforms import BaseTransform
 from mmengine import fileio
 from mmengine.logging import print_log
 from mmseg.registry import TRANSFORMS
+
+from ..core.atomic_file import atomic_write
 
 ANNOTATION_LOADERS = ('LoadAnnotations', 'mmseg.LoadAnnotations')
 # the most classes an 8-bit label map holds with 255 left to IoUMetric's ignore_index
@@ -40,16 +41,17 @@ def label_ignore_index(num_classes):
 
 def write_label(path, label, num_classes):
     """Writes a label map as a PNG (8-bit, or 16-bit for more than 255 classes),
-    atomically: a killed run leaves no half-written label."""
+    atomically (:func:`~mmseg_dfss.core.atomic_file.atomic_write`): a killed run leaves
+    no half-written label, and a link planted under the label's name is replaced, never
+    written through."""
     from PIL import Image
     label = np.asarray(label)
     if label.size and (label.min() < 0 or label.max() >= num_classes):
         raise ValueError(f'teacher label {path!r} holds class {int(label.max())} or '
                          f'{int(label.min())}, outside 0 .. {num_classes - 1}')
     dtype = np.uint16 if wide_labels(num_classes) else np.uint8
-    tmp = f'{path}.{os.getpid()}.tmp'
-    Image.fromarray(label.astype(dtype)).save(tmp, format='PNG')
-    os.replace(tmp, path)
+    with atomic_write(path, 'wb') as f:
+        Image.fromarray(label.astype(dtype)).save(f, format='PNG')
 
 
 @TRANSFORMS.register_module()

@@ -15,6 +15,7 @@ from mmengine.utils import ProgressBar
 from mmseg.registry import TRANSFORMS
 from torch.utils.data import DataLoader
 
+from ..core.atomic_file import atomic_write
 from ..core.fingerprint import file_stamp, jsonable, setup_fingerprint
 from ..core.pool_errors import (ScoreIOError, ScorePipelineError, SetupMismatchError,
                                 TooManyUnreadableError)
@@ -58,10 +59,8 @@ def image_loader(pipeline):
 
 
 def _write_text(path, text):
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_write(path) as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 @dataclass
