@@ -14,4 +14,5 @@ val_dataloader = dict(
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 val_cfg = dict(type='ValLoop')
 default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, save_best='mIoU', rule='greater'))
