@@ -9,9 +9,13 @@ scoring settings and ``num_skipped`` (the training eps) from the training
 It runs after ``--cfg-options`` are merged (in ``DFSSRunner.from_cfg`` and in every
 tool that builds these datasets), so ``--cfg-options model.teacher.<key>=...`` and
 ``model.teacher_checkpoint=...`` reach each of them. A dataset that names its own
-teacher keeps it; the distiller stops a run whose ADS teacher is not its own.
+teacher keeps it; the distiller stops a run whose ADS teacher is not its own. A
+dataset teacher that names no model (only overrides, e.g. from ``--cfg-options
+train_dataloader.dataset.teacher.<key>=...``) is merged over the model's.
 """
 import copy
+
+from mmengine.config import Config
 
 TEACHER_KEYS = ('teacher', 'teacher_checkpoint', 'allow_random_teacher')
 TEACHER_DATASETS = ('ADSDataset', 'ADSHeldOutDataset', 'TeacherLabeledDataset')
@@ -76,9 +80,23 @@ def model_teacher(cfg):
     return {k: model[k] for k in TEACHER_KEYS if k in model}
 
 
+def _partial(spec):
+    """A teacher dict that names no model (no ``type``, no ``cfg_path``): overrides of
+    another teacher, as ``--cfg-options train_dataloader.dataset.teacher.<key>=...``
+    leaves on a dataset whose teacher was unset."""
+    return isinstance(spec, dict) and bool(spec) and not ({'type', 'cfg_path'} & set(spec))
+
+
 def _teacher_from(node, teacher):
     """Fills ``node``'s unset teacher from ``teacher``: the spec, and the checkpoint
-    and opt-in only when the spec itself came from there."""
+    and opt-in only when the spec itself came from there. A partial teacher (overrides
+    only) is merged over ``teacher``'s."""
+    if _partial(node.get('teacher')) and not _unset(teacher, 'teacher'):
+        base = teacher['teacher']
+        base = dict(cfg_path=base) if isinstance(base, str) else copy.deepcopy(dict(base))
+        node['teacher'] = Config._merge_a_into_b(copy.deepcopy(dict(node['teacher'])), base)
+        if _unset(node, 'teacher_checkpoint') or node['teacher_checkpoint'] is None:
+            node['teacher_checkpoint'] = copy.deepcopy(teacher.get('teacher_checkpoint'))
     if _unset(node, 'teacher'):
         if _unset(teacher, 'teacher'):
             return

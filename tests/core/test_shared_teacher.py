@@ -104,3 +104,11 @@ def test_the_runner_resolves_before_it_builds(tmp_path, repo_root, monkeypatch):
     RUNNERS.build(cfg)
     assert_follows_the_model(seen['cfg'].train_dataloader.dataset)
     assert_follows_the_model(seen['cfg'].val_dataloader.dataset.dataset)
+
+
+def test_overrides_of_a_dataset_teacher_merge_over_the_model_teacher(tmp_path, repo_root):
+    cfg = short_config(tmp_path, repo_root)
+    cfg.merge_from_dict({'train_dataloader.dataset.teacher.test_cfg.mode': 'whole'})
+    ads = resolve_shared(cfg).train_dataloader.dataset
+    assert ads.teacher == dict(cfg_path=TEACHER, test_cfg=dict(mode='whole'))
+    assert ads.teacher_checkpoint == 't.pth'
