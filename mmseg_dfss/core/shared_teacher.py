@@ -95,13 +95,13 @@ def _teacher_from(node, teacher):
         base = teacher['teacher']
         base = dict(cfg_path=base) if isinstance(base, str) else copy.deepcopy(dict(base))
         node['teacher'] = Config._merge_a_into_b(copy.deepcopy(dict(node['teacher'])), base)
-        if _unset(node, 'teacher_checkpoint') or node['teacher_checkpoint'] is None:
+        if _unset(node, 'teacher_checkpoint'):
             node['teacher_checkpoint'] = copy.deepcopy(teacher.get('teacher_checkpoint'))
     if _unset(node, 'teacher'):
         if _unset(teacher, 'teacher'):
             return
         node['teacher'] = copy.deepcopy(teacher['teacher'])
-        if _unset(node, 'teacher_checkpoint') or node['teacher_checkpoint'] is None:
+        if _unset(node, 'teacher_checkpoint'):
             node['teacher_checkpoint'] = copy.deepcopy(teacher.get('teacher_checkpoint'))
     if 'allow_random_teacher' not in node and 'allow_random_teacher' in teacher:
         node['allow_random_teacher'] = teacher['allow_random_teacher']

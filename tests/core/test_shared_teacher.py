@@ -112,3 +112,11 @@ def test_overrides_of_a_dataset_teacher_merge_over_the_model_teacher(tmp_path, r
     ads = resolve_shared(cfg).train_dataloader.dataset
     assert ads.teacher == dict(cfg_path=TEACHER, test_cfg=dict(mode='whole'))
     assert ads.teacher_checkpoint == 't.pth'
+
+
+def test_a_dataset_checkpoint_given_with_an_unset_teacher_is_kept(tmp_path, repo_root):
+    """``train_dataloader.dataset.teacher_checkpoint=X`` alone: the model's teacher with X
+    (a different X stops the run in the distiller's identity check)."""
+    cfg = short_config(tmp_path, repo_root, ads=", teacher_checkpoint='other.pth'")
+    ads = resolve_shared(cfg).train_dataloader.dataset
+    assert (ads.teacher, ads.teacher_checkpoint) == (dict(cfg_path=TEACHER), 'other.pth')

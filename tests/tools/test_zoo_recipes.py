@@ -147,9 +147,8 @@ def tiny_options(val_root, pool, work, url):
     the distiller and the ADS wrapper, 32x64 crops = the preprocessor size, eps 4 of 6,
     batch 2, 2 iterations, validation at iteration 2 on the tiny val set."""
     h, w = TINY_CROP
-    opts = [f'model.teacher_checkpoint={url}', f'train_dataloader.dataset.teacher_checkpoint={url}',
+    opts = [f'model.teacher_checkpoint={url}',  # the ADS wrapper takes the model's teacher
             *flat_options('model.teacher', TEACHER_TINY),
-            *flat_options('train_dataloader.dataset.teacher', TEACHER_TINY),
             *flat_options('model.student', STUDENT_TINY),
             f'model.data_preprocessor.size=({h},{w})',
             f'train_dataloader.dataset.dataset.data_root={pool}',
