@@ -37,12 +37,16 @@ def _val_settings(cfg, config):
     recipe's evaluation pipeline and classes where they are not the teacher config's."""
     teacher = model_teacher(cfg).get('teacher')
     val = (cfg.get('val_dataloader') or {}).get('dataset') or {}
+    try:  # a teacher config path relative to another folder: state the recipe's own
+        theirs, ours = teacher_test_pipeline(teacher)[0], teacher_metainfo(teacher)[0]
+    except FileNotFoundError:
+        theirs = ours = None
+    ours = (ours or {}).get('classes')
     out = {}
     pipeline = val.get('pipeline')
-    if pipeline and [_plain(t) for t in pipeline] != teacher_test_pipeline(teacher)[0]:
+    if pipeline and [_plain(t) for t in pipeline] != theirs:
         out['pipeline'] = '{{_base_.val_dataloader.dataset.pipeline}}'
     classes = _classes(val)
-    ours = (teacher_metainfo(teacher)[0] or {}).get('classes')
     if classes is not None and (ours is None or tuple(ours) != classes):
         if val.get('metainfo'):
             out['metainfo'] = '{{_base_.val_dataloader.dataset.metainfo}}'
