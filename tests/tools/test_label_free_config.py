@@ -163,7 +163,9 @@ def test_a_shipped_variant_validates_on_teacher_labels(name, tmp_path, tool):
     validate (the synthetic one: test_a_variant_trains_and_keeps_the_best_agreement)."""
     work = str(tmp_path / 'work')
     base, held = variant_options(name, tmp_path, work)
-    base = [o for o in base if not o.startswith('val_dataloader.dataset.data_root=')]
+    # the variant's set: pool images, labelled and scored with the teacher's test pipeline
+    base = [o for o in base if not o.startswith(('val_dataloader.dataset.data_root=',
+                                                 'val_dataloader.dataset.pipeline.'))]
     proc = tool('tools/train.py', osp.join('configs', 'label_free', name), '--work-dir', work,
                 '--cfg-options', *base, *held,
                 f'val_dataloader.dataset.cache_dir={work}/teacher_labels')
