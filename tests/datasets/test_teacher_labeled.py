@@ -227,11 +227,15 @@ ADE20K_LABEL_FREE = 'configs/label_free/deeplabv3_r50_to_mbv2_ade20k_label-free.
 
 
 def ade20k_pipeline(repo_root):
-    """The ADE20K recipe's evaluation pipeline, as its label-free variant inherits it
-    (``LoadAnnotations(reduce_zero_label=True)``), with a 64 px resize."""
+    """The evaluation pipeline of the ADE20K label-free variant (its teacher config's
+    test pipeline: ``LoadAnnotations(reduce_zero_label=True)``), with a 64 px resize."""
     from mmengine.config import Config
-    pipeline = Config.fromfile(osp.join(repo_root, ADE20K_LABEL_FREE)
-                               ).val_dataloader.dataset.pipeline
+
+    from mmseg_dfss.core.shared_teacher import resolve_shared
+    from mmseg_dfss.core.teacher_defaults import teacher_test_pipeline
+    val = resolve_shared(Config.fromfile(osp.join(repo_root, ADE20K_LABEL_FREE))
+                         ).val_dataloader.dataset
+    pipeline = val.get('pipeline') or teacher_test_pipeline(val.teacher)[0]
     (load, ) = [t for t in pipeline if t['type'] == 'LoadAnnotations']
     assert load['reduce_zero_label'] is True  # what the fix must cope with
     return [dict(t, scale=(64, 64)) if t['type'] == 'Resize' else t for t in pipeline]
