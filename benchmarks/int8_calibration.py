@@ -56,8 +56,7 @@ def demo_paths(args):
     d = osp.abspath(args.demo_dir)
     dist = args.distill_dir or osp.join(d, 'dfss', 'ads_wdpd_seed0')
     teacher = args.teacher_checkpoint or last_checkpoint(osp.join(d, 'teacher'))
-    opts = {'model.teacher_checkpoint': teacher,
-            'train_dataloader.dataset.teacher_checkpoint': teacher,
+    opts = {'model.teacher_checkpoint': teacher,  # the ADS wrapper takes the model's
             'train_dataloader.dataset.dataset.data_root': osp.join(d, 'data', 'pool'),
             'train_dataloader.dataset.num_samples': args.eps,
             'train_dataloader.dataset.cache_dir': args.cache_dir or osp.join(d, 'ads_cache')}

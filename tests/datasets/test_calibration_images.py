@@ -71,3 +71,14 @@ def test_folder_holds_back_a_tenth(synthetic_root):
     assert len(again.calibration) == 5
     assert calibration_sets(folder, num=5, seed=4).check != sets.check
     assert np.all([osp.isfile(p) for p in again.calibration])
+
+
+def test_ads_config_takes_the_model_teacher_after_cfg_options(repo_root):
+    """``ads:CONFIG`` (tools/quantize_onnx.py): the ADS wrapper of a DFSS config names no
+    teacher; after --cfg-options it scores with the distiller's."""
+    from mmseg_dfss.datasets.calibration_images import load_config
+    cfg = load_config(osp.join(repo_root, 'configs/synthetic/ads_r18-tiny_synthetic-pool.py'),
+                      {'model.teacher_checkpoint': 'new.pth',
+                       'model.teacher.decode_head.channels': 8})
+    ads = cfg.train_dataloader.dataset
+    assert ads.teacher_checkpoint == 'new.pth' and ads.teacher.decode_head.channels == 8

@@ -14,6 +14,7 @@ from mmseg.registry import DATASETS
 from numerics import assert_same_score_rows
 
 from mmseg_dfss.core.bn_stats import SCORE_RTOL
+from mmseg_dfss.core.shared_teacher import resolve_shared
 
 TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
 EPS = 16
@@ -28,9 +29,9 @@ def setup(tmp_path_factory, synthetic_root, repo_root, teacher_ckpt):
     with open(cfg, 'w') as f:
         f.write(f"""
 _base_ = [{osp.join(repo_root, 'configs/synthetic/ads_r18-tiny_synthetic-pool.py')!r}]
-train_dataloader = dict(dataset=dict(
+model = dict(teacher=dict(cfg_path={osp.join(repo_root, TEACHER)!r}), teacher_checkpoint={ckpt!r})
+train_dataloader = dict(dataset=dict(  # the ADS wrapper takes the model's teacher
     dataset=dict(data_root={osp.join(synthetic_root, 'pool')!r}),
-    teacher={osp.join(repo_root, TEACHER)!r}, teacher_checkpoint={ckpt!r},
     num_samples={EPS}, score_batch_size=5, cache_dir={str(root / 'cache')!r}))
 """)
     return root, cfg
@@ -77,7 +78,7 @@ def test_csv_plots_and_subdomain_mix(single_run, setup, synthetic_root):
         tag = {osp.join(pool, r['filename']): r['subdomain'] for r in csv.DictReader(f)}
     expected = {'ads': dict(Counter(tag[r[1]] for r in kept))}
     for strategy in ('random', 'confidence'):  # their scores are in the tool's cache
-        ds_cfg = Config.fromfile(setup[1]).train_dataloader.dataset
+        ds_cfg = resolve_shared(Config.fromfile(setup[1])).train_dataloader.dataset
         ds_cfg.update(strategy=strategy)
         expected[strategy] = DATASETS.build(ds_cfg).subdomain_mix()
     assert mix == expected
