@@ -6,6 +6,8 @@ import os
 import pprint
 
 from ...core.atomic_file import atomic_write
+from ...core.teacher import load_model_config
+from .stage_stamp import digest, finished, mark_finished
 from .teacher_spec import scored_bn_layers
 
 CONFIG_NAME = 'dfss_config.py'
@@ -43,7 +45,8 @@ def train_pipeline(crop):
 
 def pool_config(plan, pipeline):
     """The pool dataset: one, or MMEngine's ConcatDataset of several."""
-    pools = [dict(ds, pipeline=pipeline) for _, ds, _ in plan.pools]
+    # serialize_data=False: MMEngine's serialisation runs gc.collect() per build
+    pools = [dict(ds, pipeline=pipeline, serialize_data=False) for _, ds, _ in plan.pools]
     if len(pools) == 1:
         return pools[0], None
     return dict(type='ConcatDataset', datasets=pools), [name for name, _, _ in plan.pools]
@@ -70,6 +73,17 @@ def _merge(a, b):
     return a
 
 
+def bn_layers(plan):
+    """:func:`scored_bn_layers` of the teacher, recorded under ``DIR`` so that a rerun
+    builds no model to know it."""
+    key = digest('bn_layers', load_model_config(plan.teacher.cfg_path).to_dict())
+    found = finished(plan.work_dir, 'teacher_bn_layers', key)
+    if found is None:
+        found = dict(bn_layers=scored_bn_layers(plan.teacher.cfg_path))
+        mark_finished(plan.work_dir, 'teacher_bn_layers', key, found, [])
+    return found['bn_layers']
+
+
 def config_dict(plan):
     """The top-level keys of the written config (besides ``_base_``)."""
     t = plan.teacher
@@ -80,11 +94,11 @@ def config_dict(plan):
     preprocessor.setdefault('type', 'SegDataPreProcessor')
     pool, names = pool_config(plan, train_pipeline(t.crop))
     ads = dict(teacher=teacher, teacher_checkpoint=t.checkpoint, strategy='ads',
-               bn_layers=scored_bn_layers(t.cfg_path), score_pipeline=score_pipeline(t),
+               bn_layers=bn_layers(plan), score_pipeline=score_pipeline(t),
                cache_dir=plan.path('ads_cache'), seed=plan.seed, **random)
     if names:
         ads['source_names'] = names
-    every = max(1, plan.iters // NUM_CHECKPOINTS)
+    every = min(plan.iters, max(2, plan.iters // NUM_CHECKPOINTS))
     cfg = dict(
         custom_imports=dict(imports=['mmseg_dfss'], allow_failed_imports=False),
         model=dict(type='DataFreeDistiller', teacher=teacher, teacher_checkpoint=t.checkpoint,
