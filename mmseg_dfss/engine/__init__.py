@@ -2,8 +2,9 @@
 from .ads_selection_hook import ADSSelectionHook
 from .amp_optim_wrapper import AmpOptimWrapper
 from .cpu_ddp import CPUDistributedDataParallel
+from .resumed_validation_hook import ResumedValidationHook
 from .student_export_hook import StudentExportHook
 from .wdpd_hook import WDPDHook
 
-__all__ = ['ADSSelectionHook', 'AmpOptimWrapper', 'CPUDistributedDataParallel', 'StudentExportHook',
-           'WDPDHook']
+__all__ = ['ADSSelectionHook', 'AmpOptimWrapper', 'CPUDistributedDataParallel', 'ResumedValidationHook',
+           'StudentExportHook', 'WDPDHook']

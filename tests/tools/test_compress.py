@@ -160,3 +160,63 @@ def test_bad_input_line_is_the_last_output(tmp_path, repo_root):
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].startswith("compress: error: mmseg-dfss: no model 'no_such_model_name'")
     assert 'Traceback' not in proc.stdout
+
+
+def _report(work_dir):
+    with open(osp.join(work_dir, 'report.json')) as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_resumes_to_the_same_numbers(tmp_path, synthetic_root,
+                                                            teacher_ckpt, repo_root, tool):
+    """A run killed after its second checkpoint continues from it; its report's
+    selection, agreement and per-class figures equal an uninterrupted run's."""
+    import glob
+    import signal
+    import time
+    pool = osp.join(synthetic_root, 'pool')
+    extra = ['--cfg-options', 'model.student.decode_head.dropout_ratio=0.0']
+
+    def argv(wd):
+        a = _args(pool, wd, teacher_ckpt, *extra)
+        a[a.index('--iters') + 1] = '10'
+        return a
+
+    tool('tools/compress.py', *argv(tmp_path / 'whole'))
+    killed = tmp_path / 'killed'
+    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    proc = subprocess.Popen([sys.executable, 'tools/compress.py', *argv(killed)], cwd=repo_root,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while not glob.glob(str(killed / 'train' / '*' / 'iter_4.pth')):
+        assert proc.poll() is None and time.time() < deadline, 'no checkpoint before exit'
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / 'report.json').exists()
+    out = tool('tools/compress.py', *argv(killed)).stdout
+    assert 'Resuming' in out or 'resumed' in out.lower() or glob.glob(
+        str(killed / 'train' / '*' / 'iter_10.pth'))
+    a, b = _report(tmp_path / 'whole'), _report(killed)
+    assert [osp.basename(p) for p in a['select']['kept']] == \
+        [osp.basename(p) for p in b['select']['kept']]
+    assert a['judge']['miou'] == b['judge']['miou']
+    assert a['judge']['per_class'] == b['judge']['per_class']
+
+
+@pytest.mark.slow
+def test_changed_argument_reruns_only_the_stages_after_it(tmp_path, synthetic_root,
+                                                          teacher_ckpt, tool):
+    """A new --lr retrains, judges, ships and reports again, but reuses the selection."""
+    pool = osp.join(synthetic_root, 'pool')
+    tool('tools/compress.py', *_args(pool, tmp_path / 'w', teacher_ckpt))
+    scores = tmp_path / 'w' / 'select' / 'ads_scores.csv'
+    st = os.stat(scores)
+    out = tool('tools/compress.py', *_args(pool, tmp_path / 'w', teacher_ckpt, '--lr',
+                                           '0.05')).stdout
+    assert '[compress] select: reused' in out
+    for name in ('train', 'judge', 'ship', 'report'):
+        assert f'[compress] {name}: started' in out
+    assert os.stat(scores).st_mtime_ns == st.st_mtime_ns
