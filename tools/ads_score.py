@@ -26,6 +26,7 @@ from mmengine.dist import get_dist_info, init_dist, is_main_process
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
+from mmseg_dfss.core.shared_teacher import resolve_shared
 from mmseg_dfss.utils.ads_outputs import plot_gallery, plot_hist, plot_mix, summary, write_csv
 from mmseg_dfss.utils.mmseg_tools import check_config_argument, init_cpu_dist
 
@@ -78,6 +79,7 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    resolve_shared(cfg)  # the ADS wrapper takes model.teacher when it names none
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     if args.launcher != 'none':
         setup_dist(args.launcher)

@@ -208,6 +208,7 @@ def main(argv=None):
 
     import mmseg_dfss  # noqa: F401  (registers the plugin)
     from mmseg_dfss.core import PoolScorer
+    from mmseg_dfss.core.shared_teacher import resolve_shared
     from mmseg_dfss.core.pool_compare import (PoolSpecError, build_pool, compare_pools,
                                               parse_pool_args, render_report)
     try:
@@ -218,6 +219,7 @@ def main(argv=None):
         check_config_argument([args.config])  # an mmseg:: base the installed MMSeg lacks
         cfg = Config.fromfile(args.config)
         cfg.merge_from_dict(args.cfg_options)
+        resolve_shared(cfg)  # the ADS wrapper takes model.teacher when it names none
         init_default_scope(cfg.get('default_scope', 'mmseg'))
         s = teacher_settings(cfg)
         if args.teacher_checkpoint:

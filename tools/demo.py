@@ -92,8 +92,7 @@ class Demo:
                 'default_hooks.visualization.draw=False']
 
     def ads_opts(self, strategy, seed):
-        return [f'model.teacher_checkpoint={self.teacher_ckpt}',
-                f'train_dataloader.dataset.teacher_checkpoint={self.teacher_ckpt}',
+        return [f'model.teacher_checkpoint={self.teacher_ckpt}',  # ADS takes the model's
                 f'train_dataloader.dataset.dataset.data_root={osp.join(self.data, "pool")}',
                 f'train_dataloader.dataset.num_samples={self.s["num_samples"]}',
                 f'train_dataloader.dataset.strategy={strategy}',

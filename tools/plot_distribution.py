@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 import mmseg_dfss  # noqa: F401
 from mmseg_dfss.core import build_frozen_segmentor
-from mmseg_dfss.core.pool_scorer import DEFAULT_SCORE_PIPELINE
+from mmseg_dfss.core.teacher_defaults import default_score_pipeline
 from mmseg_dfss.core.preprocess import non_padding_preprocessor
 from mmseg_dfss.utils.mmseg_tools import check_config_argument
 
@@ -108,7 +108,8 @@ def main():
                                      args.checkpoint or cfg.model.get('teacher_checkpoint'),
                                      allow_random_teacher=args.allow_random_teacher)
     from mmseg.registry import TRANSFORMS
-    score_pipeline = cfg.train_dataloader.dataset.get('score_pipeline') or DEFAULT_SCORE_PIPELINE
+    score_pipeline = (cfg.train_dataloader.dataset.get('score_pipeline')
+                      or default_score_pipeline(cfg.model.teacher, 'plot_distribution'))
     pipeline = Compose([TRANSFORMS.build(copy.deepcopy(t)) for t in score_pipeline])
 
     rng = np.random.default_rng(args.seed)

@@ -13,19 +13,21 @@ ALLOW_RANDOM_TEACHER = '--allow-random-teacher'
 
 def random_teacher_options(config):
     """--cfg-options that set allow_random_teacher=True where the config has a teacher:
-    the distiller, the ADS wrapper and a teacher-labelled validation set."""
+    the distiller (DFSSRunner gives it to every dataset that takes model.teacher), and
+    each ADS or teacher-labelled dataset that names its own teacher."""
     from mmengine.config import Config
+
+    from mmseg_dfss.core.shared_teacher import TEACHER_DATASETS
     cfg = Config.fromfile(config)
     opts = []
     if (cfg.get('model') or {}).get('type') == 'DataFreeDistiller':
         opts.append('model.allow_random_teacher=True')
-    if ((cfg.get('train_dataloader') or {}).get('dataset') or {}).get('type') == 'ADSDataset':
-        opts.append('train_dataloader.dataset.allow_random_teacher=True')
-    val = (cfg.get('val_dataloader') or {}).get('dataset') or {}
-    if val.get('type') == 'TeacherLabeledDataset':  # label-free validation
-        opts.append('val_dataloader.dataset.allow_random_teacher=True')
-        if (val.get('dataset') or {}).get('type') == 'ADSHeldOutDataset':
-            opts.append('val_dataloader.dataset.dataset.allow_random_teacher=True')
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        key, ds = f'{loader}.dataset', (cfg.get(loader) or {}).get('dataset')
+        while isinstance(ds, dict):
+            if ds.get('type') in TEACHER_DATASETS and ds.get('teacher') is not None:
+                opts.append(f'{key}.allow_random_teacher=True')
+            key, ds = f'{key}.dataset', ds.get('dataset')
     return opts
 
 

@@ -47,10 +47,12 @@ from .score_view import ScoreView, collate_records
 from .selection import check_num_samples, eq11_weights, select_lowest
 from .teacher import (build_frozen_segmentor, check_teacher_checkpoint, load_model_config,
                       resolve_teacher_checkpoint, teacher_record)
+from .teacher_defaults import default_score_pipeline
 
 STRATEGIES = ('ads', 'random', 'confidence')
 # part of every cache fingerprint: bump when the way a score is computed changes
 SCORER_VERSION = 3  # 3: transient I/O errors and pipeline errors are never cached
+# the original protocol's scoring view (short side 256); score_pipeline=None is the teacher's
 DEFAULT_SCORE_PIPELINE = [
     dict(type='LoadImageFromFile'),
     dict(type='ResizeShortestEdge', scale=256, max_size=1 << 30),
@@ -90,7 +92,9 @@ class PoolScorer:
             ``'metafile'``: the Weights the installed metafile lists for a zoo teacher.
         strategy: ``'ads'`` | ``'random'`` | ``'confidence'``.
         bn_layers: ``'backbone'`` | ``'all'`` | list of regexes (``'ads'`` only).
-        score_pipeline: deterministic pipeline ending in ``PackSegInputs``.
+        score_pipeline: deterministic pipeline ending in ``PackSegInputs``; None: the
+            teacher config's test pipeline without ``LoadAnnotations``, else the image at
+            its native size (:func:`.teacher_defaults.default_score_pipeline`).
         batch_size: images per forward (images of one input shape only).
         num_workers: DataLoader workers loading the images.
         cache_dir: folder of score caches (and image sizes); None disables it.
@@ -128,8 +132,8 @@ class PoolScorer:
         self.teacher_record = None
         self.strategy = strategy
         self.bn_layers = bn_layers
-        self.score_pipeline = copy.deepcopy(
-            list(score_pipeline) if score_pipeline is not None else DEFAULT_SCORE_PIPELINE)
+        self.score_pipeline = (copy.deepcopy(list(score_pipeline)) if score_pipeline is not None
+                               else default_score_pipeline(teacher, 'PoolScorer'))
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.cache_dir = cache_dir

@@ -42,15 +42,17 @@ class ADSDataset:
         dataset: the pool (config dict or dataset), e.g. ``UnlabeledImageDataset``,
             or a ``ConcatDataset`` of pools.
         teacher: MMSeg segmentor config dict, config path (``mmseg::`` allowed) or
-            ``dict(cfg_path=..., **overrides)``; the distiller's ``teacher``.
+            ``dict(cfg_path=..., **overrides)``. In a DFSS config leave it unset: the
+            runner and the tools fill in the distiller's ``model.teacher``
+            (:func:`~mmseg_dfss.core.shared_teacher.resolve_shared`).
         teacher_checkpoint: the teacher's weights, a path or any URL MMEngine's
             ``CheckpointLoader`` reads, or ``'metafile'`` (a zoo teacher's Weights in
-            the installed metafile); the distiller's ``teacher_checkpoint``.
+            the installed metafile); unset: ``model.teacher_checkpoint``.
         num_samples: eps, how many images to keep.
         strategy: ``'ads'`` | ``'random'`` | ``'confidence'``.
         bn_layers: ``'backbone'`` | ``'all'`` | list of module-name regexes.
-        score_pipeline: deterministic pipeline for scoring (default: load,
-            resize short side 256, pack).
+        score_pipeline: deterministic pipeline for scoring; None: the teacher
+            config's test pipeline, else the image at its native size (logged).
         score_batch_size / score_num_workers: scoring DataLoader settings.
         cache_dir: where scores are cached (None: no cache).
         seed: seed of the ``'random'`` strategy.
@@ -64,11 +66,19 @@ class ADSDataset:
             ``source_counts()`` (default ``'<i>:<dataset type>'``).
     """
 
-    def __init__(self, dataset, teacher, teacher_checkpoint=None, num_samples=None,
+    def __init__(self, dataset, teacher=None, teacher_checkpoint=None, num_samples=None,
                  strategy='ads', bn_layers='backbone', score_pipeline=None, score_batch_size=8,
                  score_num_workers=0, cache_dir='work_dirs/ads_cache', seed=0, lazy_init=False,
                  max_unreadable=0.05, score_io_retries=3, allow_random_teacher=False,
                  source_names=None):
+        owner = type(self).__name__
+        if isinstance(dataset, dict) and not dataset:
+            raise ValueError(f'{owner}: dataset (the pool) is not set: give a dataset of '
+                             'unlabeled images (in a DFSS config: '
+                             'train_dataloader.dataset.dataset)')
+        if not teacher:
+            raise ValueError(f'{owner}: teacher is not set: give teacher= (in a DFSS config set '
+                             'model.teacher; DFSSRunner and the tools copy it here)')
         if isinstance(dataset, dict):
             self.dataset = DATASETS.build(dataset)
         elif isinstance(dataset, (BaseDataset, ConcatDataset)):

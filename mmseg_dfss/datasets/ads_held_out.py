@@ -32,6 +32,10 @@ class ADSHeldOutDataset(ADSDataset):
     training: a warning names how many and which images, and the held-out set leaves
     out both selections.
 
+    In a DFSS config every unset setting (pool, teacher, scoring, cache, seed and
+    ``num_skipped``) is the training ``ADSDataset``'s
+    (:func:`~mmseg_dfss.core.shared_teacher.resolve_shared`).
+
     Args:
         num_skipped: the training set's eps.
         num_samples: how many held-out images.
@@ -39,6 +43,10 @@ class ADSHeldOutDataset(ADSDataset):
     """
 
     def __init__(self, *args, num_skipped=None, **kwargs):
+        if num_skipped is None:
+            raise ValueError('ADSHeldOutDataset: num_skipped (the training eps) is not set: '
+                             'give it, or in a DFSS config leave it unset next to a training '
+                             'ADSDataset (DFSSRunner and the tools copy its num_samples)')
         if isinstance(num_skipped, bool) or not isinstance(num_skipped, (int, np.integer)) \
                 or num_skipped < 0:
             raise ValueError('ADSHeldOutDataset: num_skipped (the training eps) must be an '

@@ -16,6 +16,7 @@ from mmseg.registry import DATASETS
 
 from ..core.cached_scores import CachedScoresOnly
 from ..core.pool_scorer import select_lowest
+from ..core.shared_teacher import resolve_shared
 from .unlabeled_image import UnlabeledImageDataset
 
 ADS_PREFIX = 'ads:'
@@ -52,10 +53,12 @@ class CalibrationSets:
 
 
 def load_config(config, cfg_options=None):
+    """The config with ``cfg_options`` merged and the distiller's teacher given to its
+    datasets (:func:`~mmseg_dfss.core.shared_teacher.resolve_shared`)."""
     cfg = Config.fromfile(config) if isinstance(config, str) else copy.deepcopy(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    return cfg
+    return resolve_shared(cfg)
 
 
 def ads_ranking(config, cfg_options=None):

@@ -18,7 +18,8 @@ from mmengine import fileio
 from mmengine.logging import print_log
 from mmseg.registry import TRANSFORMS
 
-ANNOTATION_LOADERS = ('LoadAnnotations', 'mmseg.LoadAnnotations')
+from ..core.teacher_defaults import ANNOTATION_LOADERS
+
 # the most classes an 8-bit label map holds with 255 left to IoUMetric's ignore_index
 MAX_UINT8_CLASSES = 255
 MAX_CLASSES = 65535  # a 16-bit PNG; 65535 stays the ignore index

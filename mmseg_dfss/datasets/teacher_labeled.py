@@ -16,19 +16,14 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from ..core.pool_errors import TooManyUnreadableError
-from .teacher_label_format import (ANNOTATION_LOADERS, label_ignore_index,
-                                   label_loading_pipeline, wide_labels)
+from ..core.teacher import load_model_config
+from ..core.teacher_defaults import default_eval_pipeline, teacher_metainfo, without_annotations
+from .teacher_label_format import label_ignore_index, label_loading_pipeline, wide_labels
 from .teacher_labeling import (LabelSizeError, TeacherLabeler, image_key, image_loader,
                                teacher_num_classes)
 
 AGREEMENT_NOTE = ('mIoU on these images is agreement with the teacher (its predictions are '
                   'the labels), not accuracy')
-
-
-def without_annotations(pipeline):
-    """``pipeline`` minus its ``LoadAnnotations``: what the teacher sees of an image."""
-    return [copy.deepcopy(t) for t in pipeline
-            if not (isinstance(t, dict) and t.get('type') in ANNOTATION_LOADERS)]
 
 
 @DATASETS.register_module()
@@ -62,14 +57,18 @@ class TeacherLabeledDataset(BaseSegDataset):
             ``get_data_info`` whose infos have ``img_path`` (``UnlabeledImageDataset``,
             ``COCOPoolDataset``, ``ADSHeldOutDataset``, a labelled MMSeg dataset...).
         teacher: the teacher spec, as elsewhere (config dict, config path with
-            ``mmseg::``, or ``dict(cfg_path=..., **overrides)``).
-        teacher_checkpoint: path or URL of the teacher's weights (strict loading).
+            ``mmseg::``, or ``dict(cfg_path=..., **overrides)``). In a DFSS config leave
+            it unset: the runner and the tools fill in ``model.teacher``.
+        teacher_checkpoint: path or URL of the teacher's weights (strict loading);
+            unset in a DFSS config: ``model.teacher_checkpoint``.
         cache_dir: folder of the label caches.
-        pipeline: the evaluation pipeline, with ``LoadAnnotations``.
+        pipeline: the evaluation pipeline, with ``LoadAnnotations``; None: the teacher
+            config's test pipeline, else the image at its native size (logged).
         label_pipeline: what the teacher sees; default ``pipeline`` without
             ``LoadAnnotations``, so the teacher is scored exactly as a student is.
         metainfo: ``dict(classes=..., palette=...)``. Default: ``metainfo_from``'s,
-            else the wrapped dataset's.
+            else the wrapped dataset's, else the teacher config's dataset's, else
+            ``class_0 .. class_{C-1}`` (C: the teacher's ``decode_head.num_classes``).
         metainfo_from: a registered dataset type whose ``METAINFO`` is used (e.g.
             ``'CityscapesDataset'``) when ``metainfo`` is not given.
         label_num_workers: DataLoader workers that load the images to label.
@@ -81,11 +80,15 @@ class TeacherLabeledDataset(BaseSegDataset):
 
     METAINFO = dict()  # the classes come from ``metainfo`` (no label remapping)
 
-    def __init__(self, dataset, teacher, teacher_checkpoint=None,
-                 cache_dir='work_dirs/teacher_labels', pipeline=(), label_pipeline=None,
+    def __init__(self, dataset, teacher=None, teacher_checkpoint=None,
+                 cache_dir='work_dirs/teacher_labels', pipeline=None, label_pipeline=None,
                  metainfo=None, metainfo_from=None, label_num_workers=0, max_unreadable=0.05,
                  device=None, progress=True, allow_random_teacher=False, lazy_init=False,
                  **kwargs):
+        if not teacher:
+            raise ValueError('TeacherLabeledDataset: teacher is not set: give teacher= (in a '
+                             'DFSS config set model.teacher; DFSSRunner and the tools copy it '
+                             'here)')
         if isinstance(dataset, dict):
             dataset = DATASETS.build(dataset)
         if not (hasattr(dataset, '__len__') and hasattr(dataset, 'get_data_info')):
@@ -104,7 +107,9 @@ class TeacherLabeledDataset(BaseSegDataset):
         self.teacher_cfg = teacher
         self.teacher_checkpoint = teacher_checkpoint
         self.cache_dir = cache_dir
-        metainfo = self._resolve_metainfo(metainfo, metainfo_from)
+        metainfo = self._resolve_metainfo(metainfo, metainfo_from, teacher)
+        if pipeline is None:
+            pipeline = default_eval_pipeline(teacher, 'TeacherLabeledDataset')
         num_classes = len(metainfo['classes'])
         self.label_pipeline = (without_annotations(pipeline) if label_pipeline is None
                                else copy.deepcopy(list(label_pipeline)))
@@ -132,7 +137,7 @@ class TeacherLabeledDataset(BaseSegDataset):
                          reduce_zero_label=False, ignore_index=self.ignore_index,
                          data_prefix=dict(img_path='', seg_map_path=''), **kwargs)
 
-    def _resolve_metainfo(self, metainfo, metainfo_from):
+    def _resolve_metainfo(self, metainfo, metainfo_from, teacher):
         if metainfo is None and metainfo_from is not None:
             cls = DATASETS.get(metainfo_from)
             if cls is None:
@@ -142,11 +147,29 @@ class TeacherLabeledDataset(BaseSegDataset):
         if metainfo is None:
             metainfo = copy.deepcopy(dict(getattr(self.dataset, 'metainfo', None) or {}))
         if not metainfo or not metainfo.get('classes'):
-            raise ValueError(
-                'TeacherLabeledDataset: the class names are unknown: give '
-                "metainfo=dict(classes=(...), palette=[...]) or metainfo_from='<dataset type>' "
-                f"(the wrapped {type(self.dataset).__name__} has no 'classes')")
+            metainfo = self._teacher_metainfo(teacher)
         return {k: metainfo[k] for k in ('classes', 'palette') if metainfo.get(k) is not None}
+
+    def _teacher_metainfo(self, teacher):
+        """The class names of the teacher config's dataset, else ``class_<i>`` for each
+        class of its decode head (logged)."""
+        metainfo, where = teacher_metainfo(teacher)
+        if metainfo is not None:
+            print_log(f'TeacherLabeledDataset: class names from the teacher config\'s {where}',
+                      logger='current')
+            return metainfo
+        head = load_model_config(teacher).get('decode_head')
+        if isinstance(head, (list, tuple)):
+            head = head[-1]
+        num = (head or {}).get('num_classes')
+        if not isinstance(num, int):
+            raise ValueError(
+                'TeacherLabeledDataset: the class names are unknown (no metainfo, '
+                'metainfo_from, wrapped dataset classes or teacher dataset) and the teacher '
+                'config has no decode_head.num_classes: give metainfo=dict(classes=(...))')
+        print_log(f'TeacherLabeledDataset: no class names given or in the teacher config: '
+                  f'class_0 .. class_{num - 1}', logger='current', level=30)
+        return dict(classes=tuple(f'class_{i}' for i in range(num)))
 
     # ------------------------------------------------------------- labelling
     def _image_infos(self):

@@ -153,6 +153,10 @@ class DataFreeDistiller(BaseSegmentor):
                  data_preprocessor=None,
                  init_cfg=None,
                  allow_random_teacher=False):
+        for key, spec in (('teacher', teacher), ('student', student)):
+            if not spec:
+                raise ValueError(f'DataFreeDistiller: model.{key} is not set: give a segmentor '
+                                 "config, a config path or dict(cfg_path='...py')")
         if teacher_checkpoint is not None:
             check_teacher_checkpoint(teacher_checkpoint, True, 'DataFreeDistiller',
                                      key='model.teacher_checkpoint')
@@ -238,9 +242,9 @@ class DataFreeDistiller(BaseSegmentor):
                     'different teacher than the one distilled from (their '
                     f'{" and ".join(what)} differ): ADS scored with '
                     f'{theirs.get("spec")!r} (checkpoint {theirs.get("checkpoint")!r}), the '
-                    f'distiller uses {ours["spec"]!r} (checkpoint {ours["checkpoint"]!r}). Set '
-                    'train_dataloader.dataset.teacher / .teacher_checkpoint and '
-                    'model.teacher / model.teacher_checkpoint to the same model')
+                    f'distiller uses {ours["spec"]!r} (checkpoint {ours["checkpoint"]!r}). Leave '
+                    'train_dataloader.dataset.teacher / .teacher_checkpoint unset (they '
+                    'follow model.teacher / model.teacher_checkpoint) or set them alike')
 
     @staticmethod
     def _check_normalisation(data_preprocessor, teacher_cfg, student_cfg):

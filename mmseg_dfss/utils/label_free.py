@@ -1,30 +1,61 @@
 """Label-free variants of DFSS configs: validate on teacher labels, not ground truth.
 
 A variant is a short config file that inherits a DFSS config and replaces its
-``val_dataloader`` dataset with a :class:`TeacherLabeledDataset` whose teacher,
-checkpoint and evaluation pipeline are the base config's own (by ``{{_base_...}}``
-reference, so the variant follows the recipe). Its images are, by default, the
-pool images ADS ranks just after the training eps (``ADSHeldOutDataset``: the
-closest to the original domain the pool offers that the student never trains on),
-or a folder the user names. ``save_best='mIoU'`` then picks the checkpoint that
-agrees best with the teacher.
+``val_dataloader`` dataset with a :class:`TeacherLabeledDataset`. It names no teacher:
+the dataset takes the distiller's (``model.teacher``, through
+:func:`~mmseg_dfss.core.shared_teacher.resolve_shared`), and its evaluation pipeline
+and class names default to the teacher config's test pipeline and dataset, so a
+variant states them only where the recipe's validation set differs. Its images are, by
+default, the pool images ADS ranks just after the training eps (``ADSHeldOutDataset``,
+which takes the training ``ADSDataset``'s pool, scores and eps: the closest to the
+original domain the pool offers that the student never trains on), or a folder the
+user names. ``save_best='mIoU'`` then picks the checkpoint that agrees best with the
+teacher.
 """
 import os.path as osp
 
 from mmengine.config import Config
 
+from ..core.shared_teacher import HELD_OUT_KEYS, model_teacher, resolve_shared
+from ..core.teacher_defaults import teacher_metainfo, teacher_test_pipeline
 from ..datasets.teacher_label_format import label_ignore_index, wide_labels
 
 # ADSDataset keys the held-out set copies from the training set (same scores, same cache)
-ADS_KEYS = ('teacher', 'teacher_checkpoint', 'strategy', 'bn_layers', 'score_pipeline',
-            'score_batch_size', 'score_num_workers', 'cache_dir', 'seed', 'max_unreadable',
-            'source_names')
+ADS_KEYS = HELD_OUT_KEYS[1:]
 DEFAULT_NUM_IMAGES = 500
 DEFAULT_CACHE_DIR = 'work_dirs/teacher_labels'
+HEADER = """# Label-free validation of the recipe below: its mIoU is AGREEMENT WITH THE TEACHER,
+# not accuracy (docs/label_free.md). Written by tools/label_free_config.py."""
 
 
-def _ref(key):
-    return '{{_base_.' + key + '}}'
+def _plain(obj):
+    return obj.to_dict() if hasattr(obj, 'to_dict') else obj
+
+
+def _val_settings(cfg, config):
+    """``{key: text}`` of the TeacherLabeledDataset settings a variant must state: the
+    recipe's evaluation pipeline and classes where they are not the teacher config's."""
+    teacher = model_teacher(cfg).get('teacher')
+    val = (cfg.get('val_dataloader') or {}).get('dataset') or {}
+    try:  # a teacher config path relative to another folder: state the recipe's own
+        theirs, ours = teacher_test_pipeline(teacher)[0], teacher_metainfo(teacher)[0]
+    except FileNotFoundError:
+        theirs = ours = None
+    ours = (ours or {}).get('classes')
+    out = {}
+    pipeline = val.get('pipeline')
+    if pipeline and [_plain(t) for t in pipeline] != theirs:
+        out['pipeline'] = '{{_base_.val_dataloader.dataset.pipeline}}'
+    classes = _classes(val)
+    if classes is not None and (ours is None or tuple(ours) != classes):
+        if val.get('metainfo'):
+            out['metainfo'] = '{{_base_.val_dataloader.dataset.metainfo}}'
+        else:
+            out['metainfo_from'] = repr(val.get('type'))
+    if classes is None and ours is None:
+        raise ValueError(f'{config}: the class names are unknown: neither '
+                         'val_dataloader.dataset nor the teacher config names them')
+    return out, len(classes if classes is not None else ours)
 
 
 def label_free_config_text(config, images=None, num_images=DEFAULT_NUM_IMAGES,
@@ -34,78 +65,42 @@ def label_free_config_text(config, images=None, num_images=DEFAULT_NUM_IMAGES,
     ranks of the training pool). ``base_path``: how the file names ``config`` in its
     ``_base_`` (default: ``config`` as given)."""
     cfg = Config.fromfile(config)
-    model = cfg.get('model') or {}
-    if model.get('type') != 'DataFreeDistiller':
-        raise ValueError(f'{config}: model.type is {model.get("type")!r}, not '
-                         "'DataFreeDistiller'; a label-free variant needs the distiller's "
-                         'teacher')
-    val = (cfg.get('val_dataloader') or {}).get('dataset') or {}
-    pipeline = val.get('pipeline')
-    if not pipeline:
-        raise ValueError(f'{config}: val_dataloader.dataset.pipeline is missing; it is the '
-                         'evaluation pipeline the teacher labels are made with')
-    if val.get('metainfo'):
-        classes = f"metainfo={_ref('val_dataloader.dataset.metainfo')},"
-    else:
-        classes = f"metainfo_from={val.get('type')!r},  # the class names and palette"
-    evaluator = "val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])"
-    num_classes = _num_classes(val)
-    if wide_labels(num_classes):  # class 255 exists: IoUMetric must not ignore it
-        evaluator = evaluator[:-1] + f', ignore_index={label_ignore_index(num_classes)})'
-    lines = [
-        '# Label-free validation: the student is scored against the frozen teacher\'s',
-        '# predictions (TeacherLabeledDataset), not against ground truth. The mIoU it',
-        '# logs is AGREEMENT WITH THE TEACHER, not accuracy. Written by',
-        '# tools/label_free_config.py; see docs/label_free.md.',
-        f'_base_ = [{(base_path or config)!r}]',
-    ]
+    if not model_teacher(cfg).get('teacher'):
+        raise ValueError(f'{config}: model is not a DataFreeDistiller with a teacher; a '
+                         "label-free variant needs the distiller's teacher")
     if images is None:
         train = (cfg.get('train_dataloader') or {}).get('dataset') or {}
         if train.get('type') != 'ADSDataset':
             raise ValueError(f'{config}: train_dataloader.dataset is not an ADSDataset, so '
                              'there are no ADS held-out images; name a folder of images')
-        source = ['dict(', "    type='ADSHeldOutDataset',",
-                  f"    dataset={_ref('train_dataloader.dataset.dataset')},",
-                  f"    num_skipped={_ref('train_dataloader.dataset.num_samples')},"
-                  '  # the training eps',
-                  f'    num_samples={int(num_images)},  # the images ranked after them']
-        source += [f"    {k}={_ref('train_dataloader.dataset.' + k)},"
-                   for k in ADS_KEYS if k in train]
-        source.append(')')
+        source = f"dict(type='ADSHeldOutDataset', num_samples={int(num_images)})"
     else:
-        source = ['dict(', "    type='UnlabeledImageDataset',",
-                  f'    data_prefix=dict(img_path={images!r}),', ')']
-    source = '\n'.join('        ' + s for s in source).strip()
-    lines += [
-        'val_dataloader = dict(',
-        '    dataset=dict(',
-        '        _delete_=True,',
-        "        type='TeacherLabeledDataset',",
-        f'        dataset={source},',
-        f"        teacher={_ref('model.teacher')},",
-        f"        teacher_checkpoint={_ref('model.teacher_checkpoint')},",
-        f'        cache_dir={cache_dir!r},',
-        f"        pipeline={_ref('val_dataloader.dataset.pipeline')},",
-        f'        {classes}',
-        '    ))',
-        evaluator,
-        "default_hooks = dict(checkpoint=dict(save_best='mIoU', rule='greater'))",
-    ]
+        source = f"dict(type='UnlabeledImageDataset', data_prefix=dict(img_path={images!r}))"
+    settings, num_classes = _val_settings(cfg, config)
+    if cache_dir != DEFAULT_CACHE_DIR:
+        settings['cache_dir'] = repr(cache_dir)
+    lines = [HEADER, f'_base_ = [{(base_path or config)!r}]',
+             "val_dataloader = dict(dataset=dict(_delete_=True, type='TeacherLabeledDataset',",
+             f'    dataset={source}']
+    lines[-1] += ''.join(f',\n    {k}={v}' for k, v in settings.items()) + '))'
+    if wide_labels(num_classes):  # class 255 exists: IoUMetric must not ignore it
+        lines.append("val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'], "
+                     f'ignore_index={label_ignore_index(num_classes)})')
+    else:
+        lines.append("val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])")
+    lines.append("default_hooks = dict(checkpoint=dict(save_best='mIoU', rule='greater'))")
     return '\n'.join(lines) + '\n'
 
 
-def _num_classes(val):
-    """The number of classes of a validation dataset config (its ``metainfo``, else its
-    registered type's ``METAINFO``), as TeacherLabeledDataset will count them."""
+def _classes(val):
+    """The class names of a validation dataset config (its ``metainfo``, else its
+    registered type's ``METAINFO``), or None."""
     from mmseg.registry import DATASETS
     classes = (val.get('metainfo') or {}).get('classes')
     if classes is None:
         cls = DATASETS.get(val.get('type') or '')
         classes = getattr(cls, 'METAINFO', {}).get('classes') if cls is not None else None
-    if not classes:
-        raise ValueError(f'the class names of val_dataloader.dataset ({val.get("type")!r}) '
-                         'are unknown: give it metainfo=dict(classes=...)')
-    return len(classes)
+    return tuple(classes) if classes else None
 
 
 def write_label_free_config(config, out, **kwargs):
@@ -117,8 +112,6 @@ def write_label_free_config(config, out, **kwargs):
     with open(out, 'w') as f:
         f.write(text)
     return out
-
-
 
 
 def teacher_of(cfg, checkpoint=None):
@@ -162,20 +155,29 @@ def image_source(spec, cfg=None, num_images=DEFAULT_NUM_IMAGES):
 def teacher_labeled_dataset(cfg, images, checkpoint=None, num_images=DEFAULT_NUM_IMAGES,
                             cache_dir=DEFAULT_CACHE_DIR, **kwargs):
     """The :class:`TeacherLabeledDataset` config of ``images`` (see :func:`image_source`)
-    labelled by ``cfg``'s teacher, with ``cfg``'s evaluation pipeline and classes."""
+    labelled by ``cfg``'s teacher (``checkpoint``, ``allow_random_teacher`` in
+    ``kwargs``: for the distiller's teacher, so they reach the held-out set too), with
+    ``cfg``'s evaluation pipeline and classes (a label-free config's own; unset: the
+    teacher config's)."""
+    model = cfg.get('model') or {}
+    if model.get('type') == 'DataFreeDistiller':
+        if checkpoint is not None:
+            model['teacher_checkpoint'] = checkpoint
+        if kwargs.get('allow_random_teacher'):
+            model['allow_random_teacher'] = True
+        resolve_shared(cfg)
     teacher, ckpt = teacher_of(cfg, checkpoint)
     val = ((cfg.get('val_dataloader') or cfg.get('test_dataloader') or {}).get('dataset')
            or {})
-    pipeline = val.get('pipeline')
-    if not pipeline:
-        raise ValueError('the config has no val_dataloader.dataset.pipeline (the evaluation '
-                         'pipeline the teacher labels are made with)')
     ds = dict(type='TeacherLabeledDataset', dataset=image_source(images, cfg, num_images),
               teacher=teacher, teacher_checkpoint=ckpt, cache_dir=cache_dir,
-              pipeline=pipeline)
+              pipeline=val.get('pipeline'))  # None: the teacher config's test pipeline
     if val.get('metainfo'):
         ds['metainfo'] = val['metainfo']
-    else:
+    elif val.get('type') == 'TeacherLabeledDataset':
+        if val.get('metainfo_from'):
+            ds['metainfo_from'] = val['metainfo_from']
+    elif _classes(val) is not None:
         ds['metainfo_from'] = val.get('type')
     ds.update(kwargs)
     return ds

@@ -1,4 +1,5 @@
 """Runs MMSeg's own command-line tools (shipped in the installed package) in-process."""
+import contextlib
 import os.path as osp
 import runpy
 import sys
@@ -82,6 +83,28 @@ def init_cpu_dist(launcher):
     from mmengine.dist import init_dist
     with mock.patch.object(torch.cuda, 'set_device', lambda device: None):
         init_dist(launcher, backend='gloo')
+
+
+@contextlib.contextmanager
+def runner_from_registry():
+    """Within it, ``Runner.from_cfg`` of a config with ``runner_type`` builds through
+    MMSeg's ``RUNNERS`` registry, as MMSeg's tools/train.py does (its tools/test.py
+    calls ``Runner.from_cfg``): a DFSS config's ``DFSSRunner`` gives its datasets the
+    distiller's teacher under test.py too."""
+    from mmengine.runner import Runner
+    from mmseg.registry import RUNNERS
+    original = Runner.__dict__['from_cfg']
+
+    def from_cfg(cls, cfg):
+        if cls is Runner and cfg.get('runner_type'):
+            return RUNNERS.build(cfg)
+        return original.__func__(cls, cfg)
+
+    Runner.from_cfg = classmethod(from_cfg)
+    try:
+        yield
+    finally:
+        Runner.from_cfg = original
 
 
 def run_mmseg_tool(name, argv=None):

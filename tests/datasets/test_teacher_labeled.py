@@ -179,11 +179,9 @@ def test_bad_input_is_named(images, teacher_ckpt, tmp_path, repo_root):
     empty.mkdir()
     with pytest.raises(ValueError, match=f'no images found in {str(empty)!r}'):
         build(str(empty), teacher_ckpt, tmp_path / 'c', repo_root)
-    with pytest.raises(ValueError, match='the class names are unknown'):
-        build(images, teacher_ckpt, tmp_path / 'c', repo_root, metainfo=None)
     ds = build(images, teacher_ckpt, tmp_path / 'c', repo_root, metainfo=None,
-               metainfo_from='SyntheticScenesDataset')
-    assert ds.metainfo['classes'] == CLASSES
+               metainfo_from='CamVidDataset', lazy_init=True)  # 11 names, before the teacher's
+    assert len(ds.metainfo['classes']) == 11
 
 
 def _worker(rank, world, tmp, images, ckpt, teacher):
@@ -378,3 +376,33 @@ def test_each_part_of_the_cache_key_makes_new_labels(change, images, teacher_ckp
         assert sorted(again.labelled_here) == [0, 1, 2]
     else:  # an image's identity: that image only
         assert again.label_dir == first.label_dir and again.labelled_here == changed
+
+
+def test_pipeline_and_classes_default_to_the_teacher_config(images, tmp_path, repo_root):
+    teacher = tmp_path / 'teacher.py'
+    resize = dict(type='Resize', scale=(32, 32), keep_ratio=True)
+    teacher.write_text(f"_base_ = [{osp.join(repo_root, TEACHER)!r}]\n"
+                       f"test_pipeline = [dict(type='LoadImageFromFile'), {resize!r}, "
+                       "dict(type='LoadAnnotations'), dict(type='PackSegInputs')]\n")
+    ds = build(images, None, tmp_path / 'cache', repo_root, teacher=str(teacher),
+               pipeline=None, metainfo=None, allow_random_teacher=True, lazy_init=True)
+    assert ds.metainfo['classes'] == CLASSES  # the teacher's SyntheticScenesDataset
+    # the teacher's test_pipeline; the teacher sees it without LoadAnnotations
+    assert ds.label_pipeline == [dict(type='LoadImageFromFile'), resize,
+                                 dict(type='PackSegInputs')]
+    assert [type(t).__name__ for t in ds.pipeline.transforms] == [
+        'LoadImageFromFile', 'Resize', 'LoadAnnotations', 'PackSegInputs']
+
+
+def test_a_bare_teacher_labels_native_size_with_numbered_classes(images, tmp_path, repo_root):
+    from mmseg_dfss.core import load_model_config
+    bare = tmp_path / 'bare_teacher.py'
+    bare.write_text(f'model = {load_model_config(osp.join(repo_root, TEACHER)).to_dict()!r}\n')
+    ds = build(images, None, tmp_path / 'cache', repo_root, teacher=str(bare), pipeline=None,
+               metainfo=None, allow_random_teacher=True)
+    assert ds.metainfo['classes'] == tuple(f'class_{i}' for i in range(len(CLASSES)))
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        assert Image.open(info['seg_map_path']).size == Image.open(info['img_path']).size
+    assert ds[0]['data_samples'].gt_sem_seg.data.shape[-2:] == \
+        ds[0]['inputs'].shape[-2:]  # labels loaded with the image, nothing resized

@@ -18,6 +18,9 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from test_zoo_recipes import RECIPES
 
+from mmseg_dfss.core import load_model_config
+from mmseg_dfss.models.data_free_distiller import distiller_data_preprocessor
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MAIN = ['dfss/deeplabv3_r50_to_mbv2_nyuv2.py', 'dfss/deeplabv3_r50_to_mbv2_camvid.py',
         'dfss/deeplabv3_r101_to_r18_nyuv2.py', 'kd/deeplabv3_r50_to_mbv2_nyuv2_original-data.py']
@@ -89,8 +92,7 @@ def tiny_options(cfg, layouts, work):
                  f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
     ds = cfg.train_dataloader.dataset
     if ds.type == 'ADSDataset':
-        opts += [f'train_dataloader.dataset.teacher_checkpoint={ckpt}',
-                 f'train_dataloader.dataset.dataset.data_root={layouts["coco"]}',
+        opts += [f'train_dataloader.dataset.dataset.data_root={layouts["coco"]}',
                  'train_dataloader.dataset.num_samples=4',
                  f'train_dataloader.dataset.cache_dir={work}/ads_cache',
                  'train_dataloader.dataset.score_batch_size=2',
@@ -213,7 +215,10 @@ def test_paper_protocol_in_the_main_configs():
         assert cfg.train_cfg.max_epochs == 150 and cfg.optim_wrapper.optimizer.type == 'SGD'
         assert cfg.param_scheduler[0].type == 'CosineAnnealingLR'
         assert cfg.model.distill_loss.mode == 'wdpd' and cfg.model.distill_loss.ramp == 0.5
-        assert cfg.model.data_preprocessor.mean == [127.5] * 3
+        teacher_dp = load_model_config(cfg.model.teacher).data_preprocessor
+        dp = distiller_data_preprocessor(cfg.model.data_preprocessor, teacher_dp)
+        assert dp['mean'] == [127.5] * 3 and dp['size'] == (128, 128)  # DFAD's protocol
+        assert cfg.runner_type == 'DFSSRunner'  # the teacher, named once, reaches ADS
         assert {h.type for h in cfg.custom_hooks} == {
             'WDPDHook', 'ADSSelectionHook', 'StudentExportHook'}
 

@@ -8,6 +8,10 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
+from mmseg.registry import DATASETS
+
+from mmseg_dfss.core.shared_teacher import resolve_shared
+from mmseg_dfss.core.teacher_defaults import teacher_metainfo, teacher_test_pipeline
 from mmseg_dfss.utils.label_free import label_free_config_text
 
 RECIPES = {
@@ -22,6 +26,8 @@ RECIPES = {
 
 
 def test_shipped_variants_are_generated_and_follow_their_recipes(repo_root):
+    """Each variant is the tool's text, and once resolved it labels with the recipe's
+    teacher, evaluation pipeline and classes the ADS ranks after the training eps."""
     folder = osp.join(repo_root, 'configs', 'label_free')
     assert sorted(osp.basename(p) for p in glob.glob(osp.join(folder, '*.py'))) == \
         sorted(RECIPES)
@@ -30,39 +36,64 @@ def test_shipped_variants_are_generated_and_follow_their_recipes(repo_root):
         recipe = osp.normpath(osp.join(folder, base))
         assert open(path).read() == label_free_config_text(recipe, num_images=num,
                                                            base_path=base), name
-        cfg, ref = Config.fromfile(path), Config.fromfile(recipe)
+        cfg, ref = resolve_shared(Config.fromfile(path)), Config.fromfile(recipe)
         val = cfg.val_dataloader.dataset
         assert val.type == 'TeacherLabeledDataset'
         assert val.teacher == ref.model.teacher
         assert val.teacher_checkpoint == ref.model.teacher_checkpoint
-        assert val.pipeline == ref.val_dataloader.dataset.pipeline
-        assert val.metainfo_from == ref.val_dataloader.dataset.type
+        ref_val = ref.val_dataloader.dataset
+        pipeline = val.get('pipeline') or teacher_test_pipeline(val.teacher)[0]
+        assert pipeline == ref_val.pipeline, name  # labelled and scored as the recipe's
+        classes = teacher_metainfo(val.teacher)[0]['classes']
+        assert tuple(classes) == DATASETS.get(ref_val.type).METAINFO['classes'], name
         held = val.dataset
         assert held.type == 'ADSHeldOutDataset' and held.num_samples == num
-        train = ref.train_dataloader.dataset
+        train = resolve_shared(Config.fromfile(recipe)).train_dataloader.dataset
         assert held.num_skipped == train.num_samples  # the images after the training eps
         for key in ('dataset', 'teacher', 'teacher_checkpoint', 'strategy', 'score_pipeline',
                     'cache_dir', 'seed'):
-            assert held[key] == train[key], (name, key)
+            assert held.get(key) == train.get(key), (name, key)
         assert cfg.default_hooks.checkpoint.save_best == 'mIoU'
-        assert cfg.train_dataloader == ref.train_dataloader and cfg.model == ref.model
+        assert cfg.train_dataloader == train_of(recipe) and cfg.model == ref.model
+        code = [ln for ln in open(path) if ln.strip() and not ln.lstrip().startswith('#')]
+        assert len(code) <= 15, name
+
+
+def train_of(recipe):
+    return resolve_shared(Config.fromfile(recipe)).train_dataloader
+
+
+def test_a_variant_of_a_recipe_whose_val_set_is_not_the_teacher_s_states_it(tmp_path,
+                                                                           repo_root):
+    """A recipe validated with another pipeline or other classes than its teacher's
+    config keeps them in its variant."""
+    synthetic = osp.join(repo_root, 'configs', 'synthetic',
+                         'dfss_r18-tiny_to_mbv2-tiny_synthetic.py')
+    recipe = tmp_path / 'recipe.py'
+    recipe.write_text(f'_base_ = [{synthetic!r}]\n'
+                      "val_dataloader = dict(dataset=dict(type='CamVidDataset', pipeline=["
+                      "dict(type='LoadImageFromFile'), dict(type='Resize', scale=(32, 32)), "
+                      "dict(type='LoadAnnotations'), dict(type='PackSegInputs')]))\n")
+    out = tmp_path / 'variant.py'
+    out.write_text(label_free_config_text(str(recipe)))
+    val = Config.fromfile(str(out)).val_dataloader.dataset
+    assert val.pipeline[1] == dict(type='Resize', scale=(32, 32))
+    assert val.metainfo_from == 'CamVidDataset'
 
 
 @pytest.mark.slow
 def test_a_variant_trains_and_keeps_the_best_agreement(tmp_path, synthetic_root,
                                                        teacher_ckpt, tool):
     work = str(tmp_path / 'work')
-    ads = [f'teacher_checkpoint={teacher_ckpt}', f'dataset.data_root={synthetic_root}/pool',
-           f'cache_dir={work}/ads_cache', 'score_batch_size=16']
+    ads = [f'dataset.data_root={synthetic_root}/pool', f'cache_dir={work}/ads_cache',
+           'score_batch_size=16', 'num_samples=16']
+    # the teacher's checkpoint once: the ADS wrapper, the held-out set and the labels
+    # take it; the held-out set takes the pool, eps (num_skipped) and cache from ADS
     tool('tools/train.py', 'configs/label_free/dfss_r18-tiny_to_mbv2-tiny_synthetic_label-free.py',
          '--work-dir', work, '--cfg-options',
          f'model.teacher_checkpoint={teacher_ckpt}',
-         *[f'train_dataloader.dataset.{o}' for o in ads], 'train_dataloader.dataset.num_samples=16',
-         'train_dataloader.batch_size=2',
-         *[f'val_dataloader.dataset.dataset.{o}' for o in ads],
-         'val_dataloader.dataset.dataset.num_skipped=16',
+         *[f'train_dataloader.dataset.{o}' for o in ads], 'train_dataloader.batch_size=2',
          'val_dataloader.dataset.dataset.num_samples=6',
-         f'val_dataloader.dataset.teacher_checkpoint={teacher_ckpt}',
          f'val_dataloader.dataset.cache_dir={work}/teacher_labels',
          f'test_dataloader.dataset.data_root={synthetic_root}/scenes',
          'train_cfg.max_iters=4', 'train_cfg.val_interval=2', 'param_scheduler.0.end=4',
@@ -79,32 +110,28 @@ def test_a_variant_trains_and_keeps_the_best_agreement(tmp_path, synthetic_root,
 
 
 def test_allow_random_teacher_reaches_the_label_free_val_set(repo_root):
+    """--allow-random-teacher sets the distiller's opt-in, which the resolver gives to
+    the held-out and teacher-labelled sets (they name no teacher of their own)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location('train_tool',
                                                   osp.join(repo_root, 'tools', 'train.py'))
     train_tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_tool)
-    opts = train_tool.random_teacher_options(osp.join(
-        repo_root, 'configs/label_free/dfss_r18-tiny_to_mbv2-tiny_synthetic_label-free.py'))
-    assert {'val_dataloader.dataset.allow_random_teacher=True',
-            'val_dataloader.dataset.dataset.allow_random_teacher=True'} <= set(opts)
+    path = osp.join(repo_root,
+                    'configs/label_free/dfss_r18-tiny_to_mbv2-tiny_synthetic_label-free.py')
+    cfg = Config.fromfile(path)
+    opts = [o.split('=') for o in train_tool.random_teacher_options(path)]
+    assert all(v == 'True' for _, v in opts)
+    cfg.merge_from_dict({k: True for k, _ in opts})
+    val = resolve_shared(cfg).val_dataloader.dataset
+    assert val.allow_random_teacher is True and val.dataset.allow_random_teacher is True
 
 
 # ------------------------------------------------ every shipped variant through a validation
 def held_out_options(recipe_options, num_samples):
-    """The recipe's shrinking --cfg-options carried to its label-free validation set:
-    the ADS wrapper's to the held-out set (eps -> num_skipped), the distiller teacher's
-    to the labelling teacher (the variant copied both when it was read)."""
-    out = []
-    for opt in recipe_options:
-        key, value = opt.split('=', 1)
-        if key == 'train_dataloader.dataset.num_samples':
-            out.append(f'val_dataloader.dataset.dataset.num_skipped={value}')
-        elif key.startswith('train_dataloader.dataset.'):
-            out.append('val_dataloader.dataset.dataset.' + opt[len('train_dataloader.dataset.'):])
-        elif key == 'model.teacher_checkpoint' or key.startswith('model.teacher.'):
-            out.append('val_dataloader.dataset.' + opt[len('model.'):])
-    return out + [f'val_dataloader.dataset.dataset.num_samples={num_samples}']
+    """The held-out set's size; everything else (pool, eps, teacher, cache) it takes
+    from the shrunk recipe through resolve_shared."""
+    return [f'val_dataloader.dataset.dataset.num_samples={num_samples}']
 
 
 def variant_options(name, tmp_path, work):

@@ -103,8 +103,7 @@ def test_cfg_options_reach_inside_teacher_and_student_with_an_http_teacher(
         tool('tools/train.py', DFSS, '--work-dir', work, '--cfg-options',
              *synthetic_options(synthetic_root, work, url),
              'model.student.decode_head.channels=8',
-             'model.teacher.decode_head.channels=16',
-             'train_dataloader.dataset.teacher.decode_head.channels=16', env=env)
+             'model.teacher.decode_head.channels=16', env=env)  # reaches the ADS wrapper too
         assert server.gets == {'/teacher_c16.pth': 1}  # ADS and distiller: one download
     state = torch.load(osp.join(work, 'iter_2.pth'), weights_only=False)['state_dict']
     assert state['student.decode_head.bottleneck.conv.weight'].shape[0] == 8

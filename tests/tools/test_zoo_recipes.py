@@ -25,6 +25,8 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from PIL import Image
 from mmseg_dfss.core.safe_load import download_cache_path
+from mmseg_dfss.core.shared_teacher import resolve_shared
+from mmseg_dfss.models.data_free_distiller import distiller_data_preprocessor
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RECIPES = {
@@ -147,9 +149,8 @@ def tiny_options(val_root, pool, work, url):
     the distiller and the ADS wrapper, 32x64 crops = the preprocessor size, eps 4 of 6,
     batch 2, 2 iterations, validation at iteration 2 on the tiny val set."""
     h, w = TINY_CROP
-    opts = [f'model.teacher_checkpoint={url}', f'train_dataloader.dataset.teacher_checkpoint={url}',
+    opts = [f'model.teacher_checkpoint={url}',  # the ADS wrapper takes the model's teacher
             *flat_options('model.teacher', TEACHER_TINY),
-            *flat_options('train_dataloader.dataset.teacher', TEACHER_TINY),
             *flat_options('model.student', STUDENT_TINY),
             f'model.data_preprocessor.size=({h},{w})',
             f'train_dataloader.dataset.dataset.data_root={pool}',
@@ -271,9 +272,10 @@ def test_recipe_is_the_zoo_pair_with_the_metafile_checkpoint(name):
     assert resolve_teacher_checkpoint(teacher, cfg.model.teacher_checkpoint) == entry['Weights']
     assert entry['Results']['Dataset'].lower() == name
     assert 'MobileNetV2' in metafile_entry(student.cfg_path)['Paper']['Title']
-    # one teacher per run: the ADS wrapper names the distiller's
-    ads = cfg.train_dataloader.dataset
-    assert ads.type == 'ADSDataset' and ads.strategy == 'ads'
+    # one teacher per run, named once: the ADS wrapper takes the distiller's
+    assert cfg.runner_type == 'DFSSRunner'
+    ads = resolve_shared(cfg).train_dataloader.dataset
+    assert ads.type == 'ADSDataset' and ads.get('strategy', 'ads') == 'ads'
     assert ads.teacher == teacher and ads.teacher_checkpoint == cfg.model.teacher_checkpoint
     assert ads.dataset.type == 'UnlabeledImageDataset'
     assert {h.type for h in cfg.custom_hooks} == {
@@ -289,12 +291,12 @@ def test_recipe_inputs_are_the_zoo_teachers(name):
         osp.join(mmseg_configs(), cfg.model.teacher.cfg_path.split('::', 1)[1]))
     zoo_student = Config.fromfile(
         osp.join(mmseg_configs(), cfg.model.student.cfg_path.split('::', 1)[1]))
-    dp = cfg.model.data_preprocessor
     teacher_dp = load_model_config(cfg.model.teacher).data_preprocessor
+    dp = distiller_data_preprocessor(cfg.model.data_preprocessor, teacher_dp)  # what trains
     for key in ('mean', 'std', 'bgr_to_rgb'):
         assert dp[key] == teacher_dp[key]
     crop = tuple(ZOO[name]['crop'])
-    assert tuple(dp.size) == crop == tuple(zoo_teacher.crop_size)
+    assert tuple(dp['size']) == crop == tuple(zoo_teacher.crop_size)
     pool = cfg.train_dataloader.dataset.dataset.pipeline
     (resize, ) = [t for t in pool if t.type == 'RandomChoiceResize']
     (random_crop, ) = [t for t in pool if t.type == 'RandomCrop']
@@ -352,7 +354,7 @@ def test_recipe_pool_switches_to_coco_with_cfg_options(name, tmp_path):
     opts = tiny_options(str(tmp_path / 'val'), 'unused', str(tmp_path / 'work'), ckpt)
     opts += [o.format(coco=coco) for o in COCO_OPTIONS]
     cfg.merge_from_dict(parser.parse_args(['--cfg-options', *opts]).cfg_options)
-    ads = DATASETS.build(cfg.train_dataloader.dataset)
+    ads = DATASETS.build(resolve_shared(cfg).train_dataloader.dataset)
     assert [osp.basename(p) for p in ads.result.paths] == [
         f'{i:012d}.jpg' for i in (10, 20, 30, 40, 50)]
     assert np.isfinite(ads.result.scores).all()

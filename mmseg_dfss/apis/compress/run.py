@@ -6,6 +6,7 @@ import time
 
 from mmengine.config import Config
 
+from ...core.shared_teacher import resolve_shared
 from .dfss_config import write_config
 from .errors import CompressError
 from .judge_stage import run_judge
@@ -72,7 +73,7 @@ def compress(argv):
         return None
     from mmengine.registry import init_default_scope
     init_default_scope('mmseg')
-    cfg = Config.fromfile(config_path)
+    cfg = resolve_shared(Config.fromfile(config_path))  # the teacher named once, in model
     wd = plan.work_dir
     keys = {}
     keys['select'] = digest('select', select_key_parts(cfg))

@@ -16,6 +16,7 @@ from mmengine.config import Config
 
 from ...core.atomic_file import atomic_copy, atomic_write
 from ...core.teacher import load_model_config
+from ...core.teacher_defaults import default_eval_pipeline
 from ...models.complexity import segmentor_complexity
 from ...models.data_free_distiller import distiller_data_preprocessor
 from ...models.onnx_export import (PARITY_ATOL, build_exportable, export_and_check,
@@ -44,7 +45,8 @@ def judge_set(judge_ds, out_dir):
 def plain_student_config(path, cfg, judge_dir, classes):
     """Adds to the exported config the test set and pipeline the judge stage used."""
     out = Config.fromfile(path)
-    pipeline = cfg.val_dataloader.dataset.pipeline
+    pipeline = cfg.val_dataloader.dataset.get('pipeline') or default_eval_pipeline(
+        cfg.model.teacher, 'compress ship')
     out.test_pipeline = pipeline
     out.test_dataloader = dict(
         batch_size=1, num_workers=0, persistent_workers=False,

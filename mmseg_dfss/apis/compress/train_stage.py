@@ -6,6 +6,7 @@ import glob
 import os.path as osp
 
 from mmengine.runner import Runner
+from mmseg.registry import RUNNERS
 
 
 def best_checkpoint(work_dir):
@@ -21,7 +22,8 @@ def run_train(cfg, work_dir):
     cfg.work_dir = work_dir
     cfg.resume = True  # MMEngine resumes from work_dir/last_checkpoint when there is one
     cfg.load_from = None
-    runner = Runner.from_cfg(cfg)
+    # runner_type='DFSSRunner' (the DFSS base), built as MMSeg's tools/train.py does
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
     best = best_checkpoint(work_dir)
     if best is None:
