@@ -96,6 +96,12 @@ def test_exported_config_evaluates_to_the_reported_agreement(compressed):
     got = true_miou(model, cfg)
     assert got['num_images'] == len(report['judge']['images'])
     assert got['miou'] == pytest.approx(report['judge']['miou'], abs=1e-6)
+    # the test set pairs each judged image with its own teacher label: the teacher
+    # evaluated with the same config agrees with itself (up to argmax ties across runs)
+    from mmseg_dfss.core.teacher import build_frozen_segmentor
+    teacher = build_frozen_segmentor(report['teacher']['config'],
+                                     report['teacher']['checkpoint'])
+    assert true_miou(teacher, cfg)['miou'] > 99
 
 
 def _one_line(capsys, argv):
