@@ -17,7 +17,7 @@ import sys
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from mmseg_dfss.models.complexity import segmentor_complexity  # noqa: E402,F401
+from mmseg_dfss.models.complexity import segmentor_complexity  # noqa: E402
 
 
 def complexity(config, shape):
