@@ -226,3 +226,24 @@ def test_changed_argument_reruns_only_the_stages_after_it(tmp_path, synthetic_ro
     for name in ('train', 'judge', 'ship', 'report'):
         assert f'[compress] {name}: started' in out
     assert os.stat(scores).st_mtime_ns == st.st_mtime_ns
+
+
+def test_dry_run_writes_only_the_config_naming_the_teacher_once(tmp_path, synthetic_root,
+                                                                teacher_ckpt, capsys):
+    from mmengine.config import Config
+
+    from mmseg_dfss.core.shared_teacher import resolve_shared
+    wd = tmp_path / 'w'
+    main(_args(osp.join(synthetic_root, 'pool'), wd, teacher_ckpt, '--dry-run'))
+    assert sorted(p for p in os.listdir(wd) if not p.startswith('.')) == ['dfss_config.py']
+    text = (wd / 'dfss_config.py').read_text()
+    text = '\n'.join(line for line in text.splitlines() if not line.startswith('#'))
+    assert text.count(osp.abspath(TEACHER)) == 1 and text.count(teacher_ckpt) == 1
+    cfg = resolve_shared(Config.fromfile(str(wd / 'dfss_config.py')))
+    ads = cfg.train_dataloader.dataset
+    held_out = cfg.val_dataloader.dataset.dataset
+    assert ads.teacher == cfg.model.teacher == held_out.teacher
+    assert ads.teacher_checkpoint == cfg.val_dataloader.dataset.teacher_checkpoint == teacher_ckpt
+    assert (ads.num_samples, held_out.num_skipped, held_out.num_samples) == (16, 16, 4)
+    assert ads.cache_dir.startswith(str(wd))
+    assert cfg.val_dataloader.dataset.cache_dir.startswith(str(wd))
