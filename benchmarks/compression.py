@@ -234,8 +234,7 @@ def main():
     register_all_modules(init_default_scope=False)
     if args.worker:
         return worker(args)
-    from model_complexity import segmentor_complexity
-
+    from mmseg_dfss.models.complexity import segmentor_complexity
     from mmseg_dfss.models.onnx_export import config_test_shape, export_onnx
     if args.shape is None:
         args.shape = list(config_test_shape(role_config(args.config, 'student')[0]))

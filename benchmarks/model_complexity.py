@@ -17,23 +17,7 @@ import sys
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-
-def segmentor_complexity(model, shape):
-    """(params, auxiliary-head params, FLOPs) of a built segmentor for one 3 x H x W
-    image: mmengine's get_model_complexity_info on its tensor forward (``_forward``).
-    Shared with benchmarks/compression.py."""
-    from mmengine.analysis import get_model_complexity_info
-    from mmengine.model import revert_sync_batchnorm
-    model = revert_sync_batchnorm(model).eval()
-    model.forward = model._forward  # an instance attribute over the class's forward
-    try:
-        info = get_model_complexity_info(model, input_shape=(3, *shape), show_table=False,
-                                         show_arch=False)
-    finally:
-        del model.forward
-    aux = getattr(model, 'auxiliary_head', None)
-    aux_params = sum(p.numel() for p in aux.parameters()) if aux is not None else 0
-    return info['params'], aux_params, info['flops']
+from mmseg_dfss.models.complexity import segmentor_complexity  # noqa: E402
 
 
 def complexity(config, shape):

@@ -7,7 +7,7 @@ import os
 import os.path as osp
 
 PACKAGE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'mmseg_dfss')
-LAYERS = {'core': 0, 'datasets': 1, 'models': 1, 'engine': 2, 'utils': 2}
+LAYERS = {'core': 0, 'datasets': 1, 'models': 1, 'engine': 2, 'utils': 2, 'apis': 3}
 
 
 def imported_layers(path, layer):
@@ -20,7 +20,8 @@ def imported_layers(path, layer):
         if isinstance(node, ast.ImportFrom):
             if node.level == 1:
                 continue  # the same layer
-            if node.level == 2:
+            top = osp.relpath(path, PACKAGE).count(os.sep) + 1  # the level of the package
+            if node.level == top:
                 target = (node.module or '').split('.')[0]
                 names = [target] if target else [a.name.split('.')[0] for a in node.names]
             elif node.level == 0 and (node.module or '').startswith('mmseg_dfss.'):

@@ -126,6 +126,9 @@ def _history_buffer_stand_in():
                 raise pickle.UnpicklingError(f'refusing HistoryBuffer state: fields {unknown}')
             self.__dict__.update(state)
             self.__class__ = HistoryBuffer
+            # what HistoryBuffer.__init__ does: a process whose buffers all came from a
+            # checkpoint has the shared min/max/mean/current registered too
+            self._set_default_statistics()
 
     CheckedHistoryBuffer.__qualname__ = HistoryBuffer.__qualname__
     return HistoryBuffer, CheckedHistoryBuffer

@@ -225,3 +225,41 @@ def metafile_weights(cfg_path):
             'teacher_checkpoint as one of them')
     (url, metafile), = weights.items()
     return url, metafile
+
+
+# ----------------------------------------------------------------- model names
+def zoo_model_names(package='mmseg'):
+    """``{name: (cfg_path, weights URL or None)}`` of every model the installed
+    package's metafiles list: a ``Models`` entry's ``Name`` and its config's file name
+    (without ``.py``) both name it; ``cfg_path`` is ``'pkg::folder/name.py'``."""
+    mim = osp.join(package_root(package), '.mim')
+    metafiles, _ = _all_metafiles(mim)
+    found = {}
+    for metafile in metafiles:
+        if not osp.isfile(metafile):
+            continue
+        for entry in _load_yaml(metafile).get('Models') or []:
+            config = entry.get('Config') if isinstance(entry, dict) else None
+            if not isinstance(config, str):
+                continue
+            rel = posixpath.normpath(config)
+            rel = rel[len('configs/'):] if rel.startswith('configs/') else rel
+            weights = entry.get('Weights') if isinstance(entry.get('Weights'), str) else None
+            value = (f'{package}::{rel}', weights or None)
+            for name in (entry.get('Name'), posixpath.splitext(posixpath.basename(rel))[0]):
+                if isinstance(name, str) and name:
+                    found.setdefault(name, value)
+    return found
+
+
+def zoo_model(name, package='mmseg', num_close=5):
+    """``(cfg_path, weights)`` of the model ``name`` of the installed package's
+    metafiles; :class:`ZooConfigError` (one line, with the ``num_close`` closest names)
+    when no metafile lists it."""
+    names = zoo_model_names(package)
+    if name in names:
+        return names[name]
+    close = difflib.get_close_matches(name, list(names), n=num_close, cutoff=0.0)
+    raise ZooConfigError(
+        f'mmseg-dfss: no model {name!r} in the metafiles of the installed {package} '
+        f'({describe_installed(package)}); the closest names: {", ".join(close)}')

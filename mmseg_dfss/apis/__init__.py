@@ -1,0 +1,1 @@
+"""The top layer: commands composed of the plugin's datasets, models and engine."""

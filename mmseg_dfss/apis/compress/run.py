@@ -1,0 +1,122 @@
+"""The compress command: write the config, then select -> train -> judge -> ship ->
+report, each stage skipped when its stamp says it finished on the same inputs."""
+import os.path as osp
+import sys
+import time
+
+from mmengine.config import Config
+
+from ...core.shared_teacher import resolve_shared
+from .dfss_config import write_config
+from .errors import CompressError
+from .judge_stage import run_judge
+from .plan import make_plan
+from .report import REPORT_HTML, REPORT_JSON, report_data, write_report
+from .select_stage import run_select, select_key_parts
+from .ship_stage import run_ship
+from .stage_stamp import digest, finished, mark_finished
+from .train_stage import run_train
+
+STAGES = ('select', 'train', 'judge', 'ship', 'report')
+
+
+def say(text):
+    print(f'[compress] {text}', flush=True)
+
+
+def _outputs(result):
+    """The file paths a stage result names (checked to exist before reuse)."""
+    found = []
+    if isinstance(result, dict):
+        for k, v in result.items():
+            if k in ('kept', 'images'):  # the user's pool images, not our outputs
+                continue
+            found += _outputs(v)
+    elif isinstance(result, list):
+        for v in result:
+            found += _outputs(v)
+    elif isinstance(result, str) and osp.isabs(result) and osp.splitext(result)[1] in (
+            '.pth', '.png', '.csv', '.onnx', '.py', '.json', '.html'):
+        found.append(result)
+    return found
+
+
+def stage(work_dir, name, key, fn):
+    """Runs ``fn()`` unless ``name`` finished on ``key``; one line at start and end."""
+    done = finished(work_dir, name, key)
+    if done is not None:
+        say(f'{name}: reused (finished earlier on the same inputs)')
+        return done
+    say(f'{name}: started')
+    t0 = time.time()
+    result = fn()
+    result['seconds'] = time.time() - t0
+    mark_finished(work_dir, name, key, result, _outputs(result))
+    say(f'{name}: done in {result["seconds"]:.1f} s')
+    return result
+
+
+def _judge_dataset(cfg):
+    import copy
+
+    from mmseg.registry import DATASETS
+    return DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
+
+
+def compress(argv):
+    """Runs the command line ``argv``; returns the report data (None for --dry-run)."""
+    plan = make_plan(argv)
+    config_path = write_config(plan)
+    say(f'config: {config_path}')
+    if plan.dry_run:
+        say('dry run: stopping after the config')
+        return None
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')
+    cfg = resolve_shared(Config.fromfile(config_path))  # the teacher named once, in model
+    wd = plan.work_dir
+    keys = {}
+    keys['select'] = digest('select', select_key_parts(cfg))
+    keys['train'] = digest('train', keys['select'], cfg.to_dict())
+    keys['judge'] = digest('judge', keys['train'], plan.val_dataset)
+    keys['ship'] = digest('ship', keys['train'])
+    results = {}
+    results['select'] = stage(wd, 'select', keys['select'],
+                              lambda: run_select(cfg, osp.join(wd, 'select')))
+    train_dir = osp.join(wd, 'train', keys['train'][:12])
+    results['train'] = stage(wd, 'train', keys['train'], lambda: run_train(cfg, train_dir))
+    ckpt = results['train']['checkpoint']
+    results['judge'] = stage(
+        wd, 'judge', keys['judge'],
+        lambda: run_judge(cfg, ckpt, osp.join(wd, 'judge'), plan.val_dataset))
+    results['ship'] = stage(
+        wd, 'ship', keys['ship'],
+        lambda: run_ship(cfg, config_path, ckpt, _judge_dataset(cfg), osp.join(wd, 'student'),
+                         plan.teacher.crop))
+    data = report_data(plan, config_path, results)
+    keys['report'] = digest('report', keys['judge'], keys['ship'], data)
+
+    def report():
+        js, ht = write_report(wd, data)
+        return dict(json=js, html=ht)
+    stage(wd, 'report', keys['report'], report)
+    j, s = results['judge'], results['ship']
+    say(f'report: {osp.join(wd, REPORT_HTML)} (and {REPORT_JSON})')
+    say(f'agreement with the teacher (not accuracy): mIoU {j["miou"]:.2f} on '
+        f'{j["num_images"]} held-out images; ONNX max abs diff {s["max_abs_diff"]:.3g}; '
+        f'student {s["compression"]["ratio"]["params"]:.1f}x fewer parameters, '
+        f'{s["compression"]["ratio"]["pytorch_s"]:.1f}x faster in PyTorch here')
+    return data
+
+
+def main(argv=None):
+    """The command line entry: one line and exit 2 on bad input."""
+    from ...core.safe_load import CheckpointRefusedError
+    from ...core.zoo import MetafileError, ZooConfigError
+    try:
+        compress(sys.argv[1:] if argv is None else argv)
+    except (CompressError, ZooConfigError, MetafileError, CheckpointRefusedError) as e:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        print(f'compress: error: {e}', file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,249 @@
+"""tools/compress.py end to end on a tiny synthetic pool: the report's promises, a
+rerun that recomputes and rewrites nothing, the exported student's config giving the
+reported agreement, and each bad input's one line."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmseg_dfss.apis.compress import main
+from mmseg_dfss.models.onnx_export import PARITY_ATOL
+
+TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
+STUDENT = 'configs/synthetic/deeplabv3_mbv2-tiny_synthetic.py'
+STAGES = ('select', 'train', 'judge', 'ship', 'report')
+
+
+def _args(pool, work_dir, teacher_ckpt, *extra):
+    return [TEACHER, '--pool', pool, '--work-dir', str(work_dir), '--teacher-checkpoint',
+            teacher_ckpt, '--student', STUDENT, '--eps', '16', '--val-images', '4',
+            '--iters', '2', '--batch-size', '2', *extra]
+
+
+def _snapshot(root):
+    """(path, size, mtime_ns, inode) of every file and folder under ``root``."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            st = os.lstat(osp.join(dirpath, name))
+            out.append((osp.relpath(osp.join(dirpath, name), root), st.st_size,
+                        st.st_mtime_ns, st.st_ino))
+    return sorted(out)
+
+
+@pytest.fixture(scope='module')
+def compressed(tmp_path_factory, synthetic_root, teacher_ckpt, tool):
+    work_dir = tmp_path_factory.mktemp('compress') / 'run'
+    pool = osp.join(synthetic_root, 'pool')
+    proc = tool('tools/compress.py', *_args(pool, work_dir, teacher_ckpt))
+    return work_dir, pool, proc
+
+
+def test_report_holds_every_stage_and_says_agreement_is_not_accuracy(compressed):
+    work_dir, pool, proc = compressed
+    with open(work_dir / 'report.json') as f:
+        report = json.load(f)
+    kept, judged = report['select']['kept'], report['judge']['images']
+    assert report['select']['eps'] == len(kept) == 16
+    assert len(judged) == 4 and not set(kept) & set(judged)  # held out, never trained on
+    for path in kept + judged:
+        assert osp.isabs(path) and osp.isfile(path) and path.startswith(pool)
+    assert 0 <= report['judge']['miou'] <= 100
+    assert set(report['judge']['per_class']) <= set(report['teacher']['classes'])
+    assert osp.isfile(report['ship']['onnx'])
+    assert report['ship']['max_abs_diff'] <= PARITY_ATOL
+    table = report['ship']['compression']
+    for role in ('teacher', 'student'):
+        assert table[role]['params'] > 0 and table[role]['flops'] > 0
+        assert table[role]['pytorch_s'] > 0 and table[role]['onnxruntime_s'] > 0
+    assert table['teacher']['params'] > table['student']['params']
+    html = (work_dir / 'report.html').read_text()
+    assert 'Agreement is not accuracy' in html
+    assert html.count('src="data:image/png;base64,') >= 4  # histogram, gallery, bars, worst
+    assert 'src="http' not in html and '<link' not in html and '<script' not in html
+    last = proc.stdout.strip().splitlines()[-2:]
+    assert str(work_dir / 'report.html') in last[0]
+    assert f'mIoU {report["judge"]["miou"]:.2f}' in last[1]
+    for cache in ('ads_cache', 'teacher_labels', 'train'):  # every cache is under DIR
+        assert os.listdir(work_dir / cache)
+
+
+def test_rerun_recomputes_and_rewrites_nothing(compressed, teacher_ckpt, tool):
+    work_dir, pool, _ = compressed
+    before = _snapshot(work_dir)
+    proc = tool('tools/compress.py', *_args(pool, work_dir, teacher_ckpt))
+    assert _snapshot(work_dir) == before  # no file written, no log folder made
+    for name in STAGES:
+        assert f'[compress] {name}: reused' in proc.stdout
+
+
+def test_exported_config_evaluates_to_the_reported_agreement(compressed):
+    from mmengine.config import Config
+    from mmseg.apis import init_model
+
+    from mmseg_dfss.apis.compress.judge_stage import IOU_METRIC_ROUNDING, true_miou
+    work_dir, _, _ = compressed
+    with open(work_dir / 'report.json') as f:
+        report = json.load(f)
+    cfg = str(work_dir / 'student' / 'student_config.py')
+    assert 'DataFreeDistiller' not in Config.fromfile(cfg).pretty_text  # plain MMSeg
+    model = init_model(cfg, str(work_dir / 'student' / 'student.pth'), device='cpu')
+    torch.manual_seed(0)
+    got = true_miou(model, cfg)
+    assert got['num_images'] == len(report['judge']['images'])
+    assert got['miou'] == pytest.approx(report['judge']['miou'], abs=IOU_METRIC_ROUNDING)
+    # the test set pairs each judged image with its own teacher label: the teacher
+    # evaluated with the same config agrees with itself (up to argmax ties across runs)
+    from mmseg_dfss.core.teacher import build_frozen_segmentor
+    teacher = build_frozen_segmentor(report['teacher']['config'],
+                                     report['teacher']['checkpoint'])
+    assert true_miou(teacher, cfg)['miou'] > 99
+
+
+def _one_line(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and 'Traceback' not in '\n'.join(err)
+    return err[-1]
+
+
+def test_bad_inputs_say_one_line(tmp_path, capsys, synthetic_root, teacher_ckpt):
+    pool = osp.join(synthetic_root, 'pool')
+    wd = str(tmp_path / 'w')
+
+    line = _one_line(capsys, ['deeplabv3_r50_cityscape', '--pool', pool, '--work-dir', wd])
+    assert "no model 'deeplabv3_r50_cityscape'" in line
+    assert 'deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024' in line  # a close name
+
+    missing = str(tmp_path / 'no_such_pool')
+    line = _one_line(capsys, _args(missing, wd, teacher_ckpt))
+    assert repr(missing) in line and 'does not exist' in line
+    empty = tmp_path / 'empty'
+    (empty / 'sub').mkdir(parents=True)
+    line = _one_line(capsys, _args(str(empty), wd, teacher_ckpt))
+    assert repr(str(empty)) in line and 'no images' in line
+
+    line = _one_line(capsys, _args(pool, wd, teacher_ckpt)[:-8] + [
+        '--eps', '60', '--val-images', '10'])
+    assert 'has 64 images' in line and '60' in line and '10' in line
+
+    binary = tmp_path / 'binary_student.py'
+    binary.write_text(f"_base_ = [{osp.abspath(STUDENT)!r}]\n"
+                      'model = dict(decode_head=dict(num_classes=2, out_channels=1))\n')
+    argv = _args(pool, wd, teacher_ckpt)
+    argv[argv.index('--student') + 1] = str(binary)
+    line = _one_line(capsys, argv)
+    assert 'cannot take' in line and '7 classes' in line
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ('true', ))
+    evil = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'x': Evil()}, evil)
+    line = _one_line(capsys, _args(pool, wd, evil))
+    assert repr(evil) in line and 'refused' in line
+
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    line = _one_line(capsys, _args(pool, str(blocker / 'run'), teacher_ckpt))
+    assert '--work-dir' in line and 'not writable' in line
+
+
+def test_bad_input_line_is_the_last_output(tmp_path, repo_root):
+    """On the terminal (stdout and stderr together), the one line comes last."""
+    env = dict(os.environ, PYTHONPATH=repo_root)
+    proc = subprocess.run([sys.executable, 'tools/compress.py', 'no_such_model_name', '--pool',
+                           str(tmp_path), '--work-dir', str(tmp_path / 'w')], cwd=repo_root,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith("compress: error: mmseg-dfss: no model 'no_such_model_name'")
+    assert 'Traceback' not in proc.stdout
+
+
+def _report(work_dir):
+    with open(osp.join(work_dir, 'report.json')) as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_resumes_to_the_same_numbers(tmp_path, synthetic_root,
+                                                            teacher_ckpt, repo_root, tool):
+    """A run killed after its second checkpoint continues from it; its report's
+    selection, agreement and per-class figures equal an uninterrupted run's."""
+    import glob
+    import signal
+    import time
+    pool = osp.join(synthetic_root, 'pool')
+    extra = ['--cfg-options', 'model.student.decode_head.dropout_ratio=0.0']
+
+    def argv(wd):
+        a = _args(pool, wd, teacher_ckpt, *extra)
+        a[a.index('--iters') + 1] = '10'
+        return a
+
+    tool('tools/compress.py', *argv(tmp_path / 'whole'))
+    killed = tmp_path / 'killed'
+    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    proc = subprocess.Popen([sys.executable, 'tools/compress.py', *argv(killed)], cwd=repo_root,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while not glob.glob(str(killed / 'train' / '*' / 'iter_4.pth')):
+        assert proc.poll() is None and time.time() < deadline, 'no checkpoint before exit'
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / 'report.json').exists()
+    out = tool('tools/compress.py', *argv(killed)).stdout
+    assert 'Resuming' in out or 'resumed' in out.lower() or glob.glob(
+        str(killed / 'train' / '*' / 'iter_10.pth'))
+    a, b = _report(tmp_path / 'whole'), _report(killed)
+    assert [osp.basename(p) for p in a['select']['kept']] == \
+        [osp.basename(p) for p in b['select']['kept']]
+    assert a['judge']['miou'] == b['judge']['miou']
+    assert a['judge']['per_class'] == b['judge']['per_class']
+
+
+@pytest.mark.slow
+def test_changed_argument_reruns_only_the_stages_after_it(tmp_path, synthetic_root,
+                                                          teacher_ckpt, tool):
+    """A new --lr retrains, judges, ships and reports again, but reuses the selection."""
+    pool = osp.join(synthetic_root, 'pool')
+    tool('tools/compress.py', *_args(pool, tmp_path / 'w', teacher_ckpt))
+    scores = tmp_path / 'w' / 'select' / 'ads_scores.csv'
+    st = os.stat(scores)
+    out = tool('tools/compress.py', *_args(pool, tmp_path / 'w', teacher_ckpt, '--lr',
+                                           '0.05')).stdout
+    assert '[compress] select: reused' in out
+    for name in ('train', 'judge', 'ship', 'report'):
+        assert f'[compress] {name}: started' in out
+    assert os.stat(scores).st_mtime_ns == st.st_mtime_ns
+
+
+def test_dry_run_writes_only_the_config_naming_the_teacher_once(tmp_path, synthetic_root,
+                                                                teacher_ckpt, capsys):
+    from mmengine.config import Config
+
+    from mmseg_dfss.core.shared_teacher import resolve_shared
+    wd = tmp_path / 'w'
+    main(_args(osp.join(synthetic_root, 'pool'), wd, teacher_ckpt, '--dry-run'))
+    assert sorted(p for p in os.listdir(wd) if not p.startswith('.')) == ['dfss_config.py']
+    text = (wd / 'dfss_config.py').read_text()
+    text = '\n'.join(line for line in text.splitlines() if not line.startswith('#'))
+    assert text.count(osp.abspath(TEACHER)) == 1 and text.count(teacher_ckpt) == 1
+    cfg = resolve_shared(Config.fromfile(str(wd / 'dfss_config.py')))
+    ads = cfg.train_dataloader.dataset
+    held_out = cfg.val_dataloader.dataset.dataset
+    assert ads.teacher == cfg.model.teacher == held_out.teacher
+    assert ads.teacher_checkpoint == cfg.val_dataloader.dataset.teacher_checkpoint == teacher_ckpt
+    assert (ads.num_samples, held_out.num_skipped, held_out.num_samples) == (16, 16, 4)
+    assert ads.cache_dir.startswith(str(wd))
+    assert cfg.val_dataloader.dataset.cache_dir.startswith(str(wd))
