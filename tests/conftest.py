@@ -114,19 +114,20 @@ def run_python(script, *args, env=None, cwd=REPO, timeout=600):
     """``python <script> ARGS`` (``script`` absolute or repo-relative) in its own
     process, like ``subprocess.run(..., capture_output=True, text=True)``: forked from
     a server that has already imported the plugin (tests/tool_server.py), or a fresh
-    interpreter where the environment changes what is decided at import time. The
-    environment: this process's, :data:`TOOL_ENV_OVERRIDES`, then ``env``. Returns
-    the CompletedProcess, whatever its exit status."""
+    interpreter where ``env`` changes what is decided at import time (a test that
+    changes such a variable for a tool passes it here). The environment: this
+    process's, :data:`TOOL_ENV_OVERRIDES`, then ``env``. Returns the CompletedProcess,
+    whatever its exit status."""
     global _server
     from tool_server import ToolServer, needs_fresh_interpreter
-    full_env = dict(os.environ, **TOOL_ENV_OVERRIDES)
-    full_env.update(env or {})
+    settings = dict(TOOL_ENV_OVERRIDES, **(env or {}))
+    full_env = dict(os.environ, **settings)
     path = script if osp.isabs(script) else osp.join(REPO, script)
     argv = [path, *map(str, args)]
     if _server is None:
         _server = ToolServer(_SERVER_ENV)
         atexit.register(_server.close)
-    if needs_fresh_interpreter(full_env, _server.env):
+    if needs_fresh_interpreter(settings, _server.env):
         return subprocess.run([sys.executable, *argv], cwd=cwd, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
     return _server.run(argv, full_env, cwd, timeout)

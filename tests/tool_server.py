@@ -4,8 +4,8 @@ from one server that has already imported torch, MMEngine, MMSeg and mmseg_dfss,
 it skips the seconds of interpreter start-up and imports a fresh ``python tool.py``
 spends on that work.
 
-A run falls back to a fresh interpreter (:func:`subprocess.run`) when its
-environment changes what is decided at import time (:func:`needs_fresh_interpreter`).
+A run falls back to a fresh interpreter (:func:`subprocess.run`) when the variables
+it sets change what is decided at import time (:func:`needs_fresh_interpreter`).
 
     python tests/tool_server.py          # the server: requests on stdin, replies on stdout
 
@@ -36,16 +36,22 @@ IMPORT_TIME_PREFIXES = ('PYTHON', 'OMP_', 'MKL_', 'KMP_', 'OPENBLAS_', 'ATEN_', 
 RUN_TIME_VARIABLES = ('PYTHONPATH', 'TORCH_HOME')  # read by the run itself, not at import
 
 
-def needs_fresh_interpreter(env, server_env):
-    """True when ``env`` differs from the server's environment (after its imports) in
-    a variable the pre-imported modules already read, or its PYTHONPATH does not start
-    with this repository (the server imported mmseg_dfss from here)."""
-    for key in set(env) | set(server_env):
-        if env.get(key) == server_env.get(key) or key in RUN_TIME_VARIABLES:
-            continue
-        if key.startswith(IMPORT_TIME_PREFIXES):
+def needs_fresh_interpreter(settings, server_env):
+    """True when ``settings`` (the variables a run sets on top of the test process's
+    environment) give a variable the pre-imported modules already read another value
+    than the server's environment (after its imports) has, or a PYTHONPATH that does
+    not start with this repository (the server imported mmseg_dfss from here).
+
+    Only what a run sets is compared: the rest is the test process's environment,
+    which differs from the server's by what libraries set on import (scikit-learn's
+    ``KMP_DUPLICATE_LIB_OK``, OpenCV's ``LD_LIBRARY_PATH``), as a fresh interpreter's
+    would by the same imports. A test that changes an import-time variable for a tool
+    passes it in ``env``."""
+    for key, value in settings.items():
+        if key.startswith(IMPORT_TIME_PREFIXES) and key not in RUN_TIME_VARIABLES \
+                and value != server_env.get(key):
             return True
-    paths = env.get('PYTHONPATH', '').split(os.pathsep)
+    paths = settings.get('PYTHONPATH', server_env.get('PYTHONPATH', '')).split(os.pathsep)
     return osp.abspath(paths[0] or '.') != REPO
 
 
