@@ -24,7 +24,9 @@ class CheckpointServer:
         handler = functools.partial(_Handler, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
         self.httpd.gets = Counter()
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # shutdown() waits for the loop's next poll: 0.5 s by default, per server
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs=dict(
+            poll_interval=0.02), daemon=True)
         self.thread.start()
 
     @property

@@ -1,3 +1,4 @@
+import atexit
 import os
 import os.path as osp
 import subprocess
@@ -102,15 +103,41 @@ def cpu_dfss_config(tmp_path_factory, repo_root):
     return path
 
 
-def run_tool(script, *args, timeout=600, env=None):
-    """Runs ``tools/<script>`` (or any repo-relative script) in a subprocess with
-    this interpreter; returns the CompletedProcess and fails the test with the
-    tool's output when it exits non-zero."""
-    full_env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    full_env.update(env or {})
+# what a tool run adds to the environment: this repository first on the path, one
+# thread (the tiny models gain nothing from more while the cores are shared)
+TOOL_ENV_OVERRIDES = dict(PYTHONPATH=REPO, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+_SERVER_ENV = dict(os.environ, **TOOL_ENV_OVERRIDES)  # before any test changed os.environ
+_server = None
+
+
+def run_python(script, *args, env=None, cwd=REPO, timeout=600):
+    """``python <script> ARGS`` (``script`` absolute or repo-relative) in its own
+    process, like ``subprocess.run(..., capture_output=True, text=True)``: forked from
+    a server that has already imported the plugin (tests/tool_server.py), or a fresh
+    interpreter where ``env`` changes what is decided at import time (a test that
+    changes such a variable for a tool passes it here). The environment: this
+    process's, :data:`TOOL_ENV_OVERRIDES`, then ``env``. Returns the CompletedProcess,
+    whatever its exit status."""
+    global _server
+    from tool_server import ToolServer, needs_fresh_interpreter
+    settings = dict(TOOL_ENV_OVERRIDES, **(env or {}))
+    full_env = dict(os.environ, **settings)
     path = script if osp.isabs(script) else osp.join(REPO, script)
-    proc = subprocess.run([sys.executable, path, *map(str, args)], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    argv = [path, *map(str, args)]
+    if _server is None:
+        _server = ToolServer(_SERVER_ENV)
+        atexit.register(_server.close)
+    if needs_fresh_interpreter(settings, _server.env):
+        return subprocess.run([sys.executable, *argv], cwd=cwd, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+    return _server.run(argv, full_env, cwd, timeout)
+
+
+def run_tool(script, *args, timeout=600, env=None):
+    """Runs ``tools/<script>`` (or any repo-relative script) in its own process
+    (:func:`run_python`); returns the CompletedProcess and fails the test with the
+    tool's output when it exits non-zero."""
+    proc = run_python(script, *args, env=env, timeout=timeout)
     if proc.returncode != 0:
         pytest.fail(f'{script} {" ".join(map(str, args))} exited {proc.returncode}\n'
                     f'--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}')

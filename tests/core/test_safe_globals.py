@@ -5,12 +5,11 @@ every HistoryBuffer of the process shares."""
 import json
 import os.path as osp
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_python
 from mmengine.logging import HistoryBuffer
 
 import mmseg_dfss  # noqa: F401  (registers the safe loaders)
@@ -85,9 +84,8 @@ def test_hostile_numpy_values_are_refused_not_crashed(tmp_path, repo_root):
         torch.save({'state_dict': {'w': torch.ones(1)}, 'meta': {'x': payload}}, paths[name])
     with open(tmp_path / 'paths.json', 'w') as f:
         json.dump(paths, f)
-    proc = subprocess.run([sys.executable, '-c', LOAD_ALL, str(tmp_path / 'paths.json')],
-                          cwd=repo_root, capture_output=True, text=True, timeout=300,
-                          env=dict(__import__('os').environ, PYTHONPATH=repo_root))
+    (tmp_path / 'load_all.py').write_text(LOAD_ALL)
+    proc = run_python(tmp_path / 'load_all.py', tmp_path / 'paths.json', timeout=300)
     assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     for name, path in paths.items():

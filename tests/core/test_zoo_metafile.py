@@ -8,11 +8,8 @@ and ``.mim/configs/<folder>/metafile.yaml``) whose metafile points at a checkpoi
 from 127.0.0.1; the installed MMSeg's own metafiles are read in
 tests/tools/test_zoo_recipes.py."""
 import importlib.util
-import os
 import os.path as osp
 import re
-import subprocess
-import sys
 from importlib import metadata
 
 import cv2
@@ -21,6 +18,7 @@ import pytest
 import torch
 import yaml
 from checkpoint_server import CheckpointServer
+from conftest import run_python
 from mmengine.model import revert_sync_batchnorm
 
 from mmseg_dfss.core import PoolScorer, load_model_config
@@ -222,10 +220,7 @@ def test_mmseg_tools_stop_in_one_line_on_a_missing_base(bad_config, repo_root):
     with pytest.raises(SystemExit) as e:  # tools/test.py's runner, in-process
         run_mmseg_tool('test.py', [bad_config, 'ckpt.pth'])
     assert_one_line_naming(str(e.value.code), MISSING)
-    proc = subprocess.run([sys.executable, osp.join(repo_root, 'tools/train.py'), bad_config,
-                           '--allow-random-teacher'], cwd=repo_root, capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ,
-                                                           PYTHONPATH=repo_root))
+    proc = run_python('tools/train.py', bad_config, '--allow-random-teacher', timeout=300)
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
     assert_one_line_naming(proc.stderr.strip().splitlines()[-1], MISSING)

@@ -43,11 +43,14 @@ class Wrapper(nn.Module):
 
 def run(tmp_path, train_cfg, wrap=False):
     model = ToyDistiller()
+    # an iteration loop reads an infinite sampler, as the DFSS configs' does (over a
+    # finite one MMEngine restarts the loader at each epoch end, after a 2 s sleep)
+    sampler = 'DefaultSampler' if train_cfg.get('by_epoch') else 'InfiniteSampler'
     runner = Runner(
         model=Wrapper(model) if wrap else model,
         work_dir=str(tmp_path),
         train_dataloader=dict(dataset=[dict(inputs=torch.ones(3))] * 4, batch_size=2,
-                              sampler=dict(type='DefaultSampler', shuffle=False),
+                              sampler=dict(type=sampler, shuffle=False),
                               collate_fn=dict(type='pseudo_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         train_cfg=train_cfg,

@@ -9,13 +9,12 @@ import os
 import os.path as osp
 import pickle
 import re
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import run_python
 from mmengine.registry import init_default_scope
 
 from mmseg_dfss.datasets import ADSDataset
@@ -196,10 +195,8 @@ def tool_runs(planted, repo_root, synthetic_root):
     with open(root / 'places.json', 'w') as f:
         json.dump({place: _argv(place, paths[place], repo_root, str(root), synthetic_root)
                    for place in PLACES}, f)
-    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable, osp.join(HERE, 'run_tools.py'),
-                           str(root / 'places.json'), str(root / 'results.json')],
-                          cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_python(osp.join(HERE, 'run_tools.py'), root / 'places.json',
+                      root / 'results.json')
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(root / 'results.json') as f:
         return json.load(f)

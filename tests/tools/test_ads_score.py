@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 
 import pytest
+from conftest import run_python
 from mmengine.config import Config
 from mmseg.registry import DATASETS
 from numerics import assert_same_score_rows
@@ -168,14 +169,10 @@ def test_slurm_launcher_runs_on_a_cpu_only_torch(setup, single_run, repo_root, t
     (bin_dir / 'scontrol').write_text('#!/usr/bin/env bash\necho 127.0.0.1\n')
     (bin_dir / 'scontrol').chmod(0o755)
     out = tmp_path / 'slurm.csv'
-    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1',
-               PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', SLURM_PROCID='0',
+    env = dict(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', SLURM_PROCID='0',
                SLURM_NTASKS='1', SLURM_LOCALID='0', SLURM_NODELIST='node1',
                MASTER_PORT=str(_free_port()))
-    proc = subprocess.run(
-        [sys.executable, osp.join(repo_root, 'tools/ads_score.py'), cfg, '--launcher', 'slurm',
-         '--out', str(out)], cwd=repo_root, env=env, capture_output=True, text=True,
-        timeout=600)
+    proc = run_python('tools/ads_score.py', cfg, '--launcher', 'slurm', '--out', out, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert read_csv(out) == read_csv(single_run[0])
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import run_python
 from PIL import Image
 
 from mmseg_dfss.core import load_model_config
@@ -87,10 +88,8 @@ def test_reruns_never_write_into_source_images_or_foreign_folders(tmp_path, synt
               'foreign': argv + [str(tmp_path / 'a'), '--out', str(foreign)]}
     with open(tmp_path / 'places.json', 'w') as f:
         json.dump(places, f)
-    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable, 'tests/reliability/run_tools.py',
-                           str(tmp_path / 'places.json'), str(tmp_path / 'results.json')],
-                          cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_python('tests/reliability/run_tools.py', tmp_path / 'places.json',
+                      tmp_path / 'results.json')
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(tmp_path / 'results.json') as f:
         results = json.load(f)

@@ -4,9 +4,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
-
+from conftest import run_python
 from mmengine.config import Config
 
 DFSS_SYNTH = 'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py'
@@ -16,9 +14,7 @@ def test_label_free_config_default_goes_under_work_dirs(tmp_path, repo_root):
     """Without --out the variant is written under ./work_dirs, not next to the shipped config."""
     source = osp.join(repo_root, DFSS_SYNTH)
     before = sorted(os.listdir(osp.dirname(source)))
-    proc = subprocess.run([sys.executable, osp.join(repo_root, 'tools/label_free_config.py'),
-                           source], cwd=tmp_path, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=repo_root))
+    proc = run_python('tools/label_free_config.py', source, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / 'work_dirs' / 'label_free_config' / (
         'dfss_r18-tiny_to_mbv2-tiny_synthetic_label-free.py')
@@ -60,10 +56,8 @@ def test_pool_entropy_creates_the_work_dirs_folders_the_docs_name(tmp_path, repo
     images.mkdir()
     for k in range(3):
         Image.fromarray(np.full((8, 8, 3), 40 * k, np.uint8)).save(images / f'{k}.png')
-    proc = subprocess.run(
-        [sys.executable, osp.join(repo_root, 'tools/pool_entropy.py'), str(images),
-         '--out-png', 'work_dirs/entropy/e.png', '--out-csv', 'work_dirs/entropy/e.csv'],
-        cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=repo_root))
+    proc = run_python('tools/pool_entropy.py', images, '--out-png', 'work_dirs/entropy/e.png',
+                      '--out-csv', 'work_dirs/entropy/e.csv', cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len((tmp_path / 'work_dirs' / 'entropy' / 'e.csv').read_text().splitlines()) == 4
     assert (tmp_path / 'work_dirs' / 'entropy' / 'e.png').stat().st_size > 0

@@ -1,10 +1,9 @@
 """A tool writes only into a folder that is new, empty or its own (issue 26 item 3)."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_python
 
 from mmseg_dfss.utils.output_dir import MARKER, OutputDirError, claim_output_dir
 
@@ -42,10 +41,8 @@ def test_compare_predictions_leaves_compare_pools_output_alone(tmp_path, repo_ro
     demo_compare = tmp_path / 'compare'
     demo_compare.mkdir()
     (demo_compare / 'summary.json').write_text(json.dumps({'eps': 600}))
-    proc = subprocess.run(
-        [sys.executable, 'tools/compare_predictions.py', 'CONFIG', 'CKPT', '--images', 'DIR',
-         '--out', str(demo_compare)], cwd=repo_root, capture_output=True, text=True,
-        env=dict(os.environ, PYTHONPATH=repo_root))
+    proc = run_python('tools/compare_predictions.py', 'CONFIG', 'CKPT', '--images', 'DIR',
+                      '--out', demo_compare)
     assert proc.returncode == 1
     assert f'--out {demo_compare} holds files not written by it' in proc.stderr
     assert json.loads((demo_compare / 'summary.json').read_text()) == {'eps': 600}
@@ -54,11 +51,9 @@ def test_compare_predictions_leaves_compare_pools_output_alone(tmp_path, repo_ro
 def test_compare_predictions_names_a_missing_images_folder(tmp_path, repo_root):
     """label_free.md's figure command on a demo without the benchmark's fresh rooms."""
     missing = tmp_path / 'agreement_data' / 'scenes' / 'img_dir' / 'test'
-    proc = subprocess.run(
-        [sys.executable, 'tools/compare_predictions.py',
-         'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py', 'CKPT',
-         '--images', str(missing), '--out', str(tmp_path / 'out')],
-        cwd=repo_root, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=repo_root))
+    proc = run_python('tools/compare_predictions.py',
+                      'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py', 'CKPT',
+                      '--images', missing, '--out', tmp_path / 'out')
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --images '{missing}'")
     assert 'Traceback' not in proc.stderr
