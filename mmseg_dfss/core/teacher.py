@@ -79,12 +79,14 @@ def load_model_config(model):
     """
     if isinstance(model, (dict, ConfigDict)):
         model = copy.deepcopy(dict(model))
+        # MMEngine keeps ``_delete_=True`` in a child's dict that replaced nothing (a
+        # dataset teacher whose base leaves it unset): it means "this dict alone"
+        model.pop('_delete_', None)
         if CFG_PATH not in model:
             return ConfigDict(model)
         path = model.pop(CFG_PATH)
         if not isinstance(path, str):
             raise TypeError(f'{CFG_PATH} must be a config file path, got {path!r}')
-        model.pop('_delete_', None)
         base = _model_from_file(path).to_dict()
         try:  # MMEngine's own merge: nested dicts merge, `_delete_=True` replaces
             merged = Config._merge_a_into_b(model, base, allow_list_keys=True)

@@ -120,3 +120,19 @@ def test_a_dataset_checkpoint_given_with_an_unset_teacher_is_kept(tmp_path, repo
     cfg = short_config(tmp_path, repo_root, ads=", teacher_checkpoint='other.pth'")
     ads = resolve_shared(cfg).train_dataloader.dataset
     assert (ads.teacher, ads.teacher_checkpoint) == (dict(cfg_path=TEACHER), 'other.pth')
+
+
+def test_an_old_style_dataset_teacher_with_delete_builds(tmp_path, repo_root):
+    """A config written before the teacher was named once gives its ADS wrapper a whole
+    teacher with ``_delete_=True``; the base leaves that teacher unset, so MMEngine keeps
+    the marker in the dict. The dataset's teacher still builds, as the model's does."""
+    from mmseg_dfss.core import load_model_config
+    from mmseg_dfss.core.teacher import build_segmentor
+    whole = load_model_config(f'{repo_root}/{TEACHER}').to_dict()
+    whole['_delete_'] = True
+    cfg = resolve_shared(short_config(tmp_path, repo_root, ads=f', teacher={whole!r}'))
+    spec = cfg.train_dataloader.dataset.teacher
+    assert spec.get('_delete_') is True  # what MMEngine left: the case guarded here
+    assert '_delete_' not in load_model_config(spec)
+    assert load_model_config(spec) == load_model_config(f'{repo_root}/{TEACHER}')
+    build_segmentor(spec)
