@@ -24,7 +24,6 @@ MMSeg's metafile (:func:`resolve_teacher_checkpoint`), so a config names no host
 import copy
 import hashlib
 import json
-import os
 import os.path as osp
 
 import torch
@@ -50,24 +49,18 @@ def resolve_config_path(path):
     return resolve_package_path(path)
 
 
-# (resolved path, mtime_ns, size) -> model config: one process reads a model config
-# (and the metafiles MMEngine parses for each of its mmseg:: bases) once
-_MODEL_CACHE = {}
-
-
 def _model_from_file(path):
-    full = resolve_config_path(path)
-    st = os.stat(full)
-    key = (osp.abspath(full), st.st_mtime_ns, st.st_size)
-    if key not in _MODEL_CACHE:
-        cfg = Config.fromfile(full)
-        if 'model' not in cfg:
-            raise KeyError(f'config {path!r} has no `model` entry')
-        model_cfg = copy.deepcopy(cfg.model)
-        if 'data_preprocessor' not in model_cfg and 'data_preprocessor' in cfg:
-            model_cfg.data_preprocessor = copy.deepcopy(cfg.data_preprocessor)
-        _MODEL_CACHE[key] = model_cfg
-    return copy.deepcopy(_MODEL_CACHE[key])
+    """The ``model`` of a config file (its top-level ``data_preprocessor`` filling a
+    missing one). Read each time: a base edited in place is seen; the costly part of a
+    read, MMEngine's metafile parse per ``mmseg::`` base, is memoized where it happens
+    (:mod:`.metafile_reads`)."""
+    cfg = Config.fromfile(resolve_config_path(path))
+    if 'model' not in cfg:
+        raise KeyError(f'config {path!r} has no `model` entry')
+    model_cfg = copy.deepcopy(cfg.model)
+    if 'data_preprocessor' not in model_cfg and 'data_preprocessor' in cfg:
+        model_cfg.data_preprocessor = copy.deepcopy(cfg.data_preprocessor)
+    return model_cfg
 
 
 def load_model_config(model):
