@@ -31,7 +31,8 @@ def stage_commands(work_dir, results):
                  '--resume',
         'judge': f'python tools/compare_predictions.py {cfg} {ckpt} --images held-out '
                  f'--num-images {judge.get("num_images", "N")} --cache-dir '
-                 f'{osp.join(work_dir, "teacher_labels")} --out JUDGE_DIR',
+                 f'{osp.join(work_dir, "teacher_labels")} --out '
+                 f'{osp.join(work_dir, "compare_predictions")}',
         'ship': f'python tools/export_student.py {ckpt} {osp.join(work_dir, "student")} '
                 f'--config {cfg} && python tools/export_onnx.py '
                 f'{osp.join(work_dir, "student", "student_config.py")} '
@@ -73,6 +74,11 @@ def _table(rows):
     return f'<table>{cells}</table>'
 
 
+def _num(v):
+    """A float shown to 4 significant digits (report.json keeps the full value)."""
+    return f'{v:.4g}' if isinstance(v, float) else v
+
+
 def _fmt_ms(s):
     return f'{s * 1e3:.3g} ms'
 
@@ -103,7 +109,7 @@ def report_html(data):
                + [('student change', c) for c in data['student']['changes']]),
         '<h2>Select (ADS, DFSS Sec. 3.3)</h2>',
         _table([('pool images', sel.get('pool_size')), ('unreadable', sel.get('unreadable')),
-                ('kept (eps)', sel.get('eps')), ('largest kept d', sel.get('kept_d_max'))]
+                ('kept (eps)', sel.get('eps')), ('largest kept d', _num(sel.get('kept_d_max')))]
                + [(f'pool {p["name"]}', p['images']) for p in data['pools']]),
         _img(sel.get('histogram'), 'histogram of d'), _img(sel.get('gallery'), 'gallery'),
         f'<p><code>{e(cmds["select"])}</code></p>',
@@ -136,7 +142,7 @@ def report_html(data):
         t, s, r = comp['teacher'], comp['student'], comp['ratio']
         parts += [
             f'<h3>Compression at 1x3x{comp["shape"][0]}x{comp["shape"][1]} on '
-            f'{e(comp["machine"])} ({comp["threads"]} threads, batch 1)</h3>',
+            f'{e(comp["machine"])} ({comp["threads"]} thread{"s" if comp["threads"] != 1 else ""}, batch 1)</h3>',
             _table([('', 'teacher', 'student', 'teacher / student'),
                     ('parameters', f'{t["params"] / 1e6:.3g} M', f'{s["params"] / 1e6:.3g} M',
                      f'{r["params"]:.1f}x'),
