@@ -364,12 +364,8 @@ class PoolScorer:
 
         batcher = ShapeBatcher(plan, self.batch_size,
                                lambda items: record(self._score_batch(model, score_fn, items)))
-        view = ScoreView(pool, order, self.score_pipeline, self.io_retries, self.retry_delay)
-        loader = DataLoader(view, batch_size=self.batch_size, shuffle=False,
-                            num_workers=self.num_workers, collate_fn=collate_records,
-                            pin_memory=torch.device(self.device).type == 'cuda')
         bad, limit = bad_before, self.max_unreadable * n
-        for batch in loader:
+        for batch in self._loader(pool, order):
             for item in batch:
                 i = item['index']
                 error = self._failure(item, pool)
@@ -385,6 +381,14 @@ class PoolScorer:
         if bar is not None:
             print()
         return out, batcher.batches
+
+    def _loader(self, pool, order):
+        """Batches of the pool images ``order`` under the score pipeline (each record
+        loaded, or the reason it could not be)."""
+        view = ScoreView(pool, order, self.score_pipeline, self.io_retries, self.retry_delay)
+        return DataLoader(view, batch_size=self.batch_size, shuffle=False,
+                          num_workers=self.num_workers, collate_fn=collate_records,
+                          pin_memory=torch.device(self.device).type == 'cuda')
 
     @staticmethod
     def _score_batch(model, score_fn, items):

@@ -26,6 +26,36 @@ AGREEMENT_NOTE = ('mIoU on these images is agreement with the teacher (its predi
                   'the labels), not accuracy')
 
 
+def _checked_source(dataset, teacher, cache_dir, max_unreadable):
+    """The image source, built from its config; the arguments a user gets wrong named
+    before any labelling starts."""
+    if not teacher:
+        raise ValueError('TeacherLabeledDataset: teacher is not set: give teacher= (in a '
+                         'DFSS config set model.teacher; DFSSRunner and the tools copy it '
+                         'here)')
+    if isinstance(dataset, dict):
+        dataset = DATASETS.build(dataset)
+    if not (hasattr(dataset, '__len__') and hasattr(dataset, 'get_data_info')):
+        raise TypeError('TeacherLabeledDataset: dataset must be a config dict or a dataset '
+                        f'with __len__ and get_data_info, got {type(dataset).__name__}')
+    if not cache_dir:
+        raise ValueError('TeacherLabeledDataset: cache_dir must be a folder (the teacher '
+                         'labels are written there)')
+    if isinstance(max_unreadable, bool) or not isinstance(max_unreadable, (int, float)) \
+            or not 0 <= max_unreadable <= 1:
+        raise ValueError('TeacherLabeledDataset: max_unreadable must be a share in [0, 1], '
+                         f'got {max_unreadable!r}')
+    return dataset
+
+
+def _warn_wide_labels(num_classes, ignore_index):
+    """255 is a class of this teacher: MMSeg's default ``ignore_index`` would drop it."""
+    print_log(f'TeacherLabeledDataset: the teacher has {num_classes} classes, so 255 is a '
+              f'class: score with IoUMetric(ignore_index={ignore_index}), not its default '
+              '255 (tools/label_free_config.py and tools/teacher_label.py write it)',
+              logger='current', level=30)
+
+
 @DATASETS.register_module()
 class TeacherLabeledDataset(BaseSegDataset):
     """Any MMSeg dataset of images, labelled by a frozen teacher.
@@ -85,22 +115,7 @@ class TeacherLabeledDataset(BaseSegDataset):
                  metainfo=None, metainfo_from=None, label_num_workers=0, max_unreadable=0.05,
                  device=None, progress=True, allow_random_teacher=False, lazy_init=False,
                  **kwargs):
-        if not teacher:
-            raise ValueError('TeacherLabeledDataset: teacher is not set: give teacher= (in a '
-                             'DFSS config set model.teacher; DFSSRunner and the tools copy it '
-                             'here)')
-        if isinstance(dataset, dict):
-            dataset = DATASETS.build(dataset)
-        if not (hasattr(dataset, '__len__') and hasattr(dataset, 'get_data_info')):
-            raise TypeError('TeacherLabeledDataset: dataset must be a config dict or a dataset '
-                            f'with __len__ and get_data_info, got {type(dataset).__name__}')
-        if not cache_dir:
-            raise ValueError('TeacherLabeledDataset: cache_dir must be a folder (the teacher '
-                             'labels are written there)')
-        if isinstance(max_unreadable, bool) or not isinstance(max_unreadable, (int, float)) \
-                or not 0 <= max_unreadable <= 1:
-            raise ValueError('TeacherLabeledDataset: max_unreadable must be a share in [0, 1], '
-                             f'got {max_unreadable!r}')
+        dataset = _checked_source(dataset, teacher, cache_dir, max_unreadable)
         for key in ('ann_file', 'data_prefix', 'reduce_zero_label', 'test_mode', 'ignore_index'):
             kwargs.pop(key, None)  # the labels fix these: no annotation file, no offset
         self.dataset = dataset
@@ -114,20 +129,12 @@ class TeacherLabeledDataset(BaseSegDataset):
         self.label_pipeline = (without_annotations(pipeline) if label_pipeline is None
                                else copy.deepcopy(list(label_pipeline)))
         pipeline = label_loading_pipeline(list(pipeline), num_classes)
-        loader = image_loader(pipeline)
-        self.labeler = TeacherLabeler(
-            teacher, teacher_checkpoint, metainfo['classes'], self.label_pipeline, cache_dir,
-            num_workers=label_num_workers, max_unreadable=float(max_unreadable),
-            device=device or ('cuda' if torch.cuda.is_available() else 'cpu'),
-            progress=progress, allow_random_teacher=allow_random_teacher,
-            size_loader=None if loader == image_loader(self.label_pipeline) else loader)
+        self.labeler = self._labeler(pipeline, metainfo['classes'], label_num_workers,
+                                     max_unreadable, device, progress, allow_random_teacher)
         self.max_unreadable = float(max_unreadable)
         self.ignore_index = label_ignore_index(num_classes)
         if wide_labels(num_classes):
-            print_log(f'TeacherLabeledDataset: the teacher has {num_classes} classes, so 255 '
-                      'is a class: score with IoUMetric(ignore_index='
-                      f'{self.ignore_index}), not its default 255 (tools/label_free_config.py '
-                      'and tools/teacher_label.py write it)', logger='current', level=30)
+            _warn_wide_labels(num_classes, self.ignore_index)
         self.num_unreadable = 0
         self.unreadable = {}  # img_path -> error of the images left out
         self.labelled_here = []  # indices (into ``dataset``) this process labelled
@@ -136,6 +143,18 @@ class TeacherLabeledDataset(BaseSegDataset):
         super().__init__(metainfo=metainfo, pipeline=pipeline, lazy_init=lazy_init,
                          reduce_zero_label=False, ignore_index=self.ignore_index,
                          data_prefix=dict(img_path='', seg_map_path=''), **kwargs)
+
+    def _labeler(self, pipeline, classes, num_workers, max_unreadable, device, progress,
+                 allow_random_teacher):
+        """The :class:`TeacherLabeler` of this set; it reads image sizes with the
+        evaluation pipeline's loader when that differs from what the teacher sees."""
+        loader = image_loader(pipeline)
+        return TeacherLabeler(
+            self.teacher_cfg, self.teacher_checkpoint, classes, self.label_pipeline,
+            self.cache_dir, num_workers=num_workers, max_unreadable=float(max_unreadable),
+            device=device or ('cuda' if torch.cuda.is_available() else 'cpu'),
+            progress=progress, allow_random_teacher=allow_random_teacher,
+            size_loader=None if loader == image_loader(self.label_pipeline) else loader)
 
     def _resolve_metainfo(self, metainfo, metainfo_from, teacher):
         if metainfo is None and metainfo_from is not None:
