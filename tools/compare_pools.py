@@ -123,7 +123,8 @@ def original_domain(cfg, spec):
 
 
 def write_scores_csv(path, details, pools):
-    with open(path, 'w', newline='') as f:
+    from mmseg_dfss.core.atomic_file import atomic_write
+    with atomic_write(path, newline='') as f:
         w = csv.writer(f, lineterminator='\n')
         w.writerow(['pool', 'index', 'img_path', 'distance', 'selected_in_merge'])
         for name in pools:
@@ -137,6 +138,8 @@ def plot_all(summary, details, out_dir):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
+    from mmseg_dfss.core.atomic_file import save_figure
     names = list(summary['pools'])
     colors = {n: plt.get_cmap('tab10')(k % 10) for k, n in enumerate(names)}
 
@@ -160,7 +163,7 @@ def plot_all(summary, details, out_dir):
     ax.set_title('ADS distance per pool (lower = closer to the teacher\'s data)')
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(osp.join(out_dir, 'distance_hist.png'), dpi=110)
+    save_figure(fig, osp.join(out_dir, 'distance_hist.png'), dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -178,7 +181,7 @@ def plot_all(summary, details, out_dir):
     ax.set_title('Image information entropy (Table 5)')
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(osp.join(out_dir, 'entropy_hist.png'), dpi=110)
+    save_figure(fig, osp.join(out_dir, 'entropy_hist.png'), dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 1.6))
@@ -197,7 +200,7 @@ def plot_all(summary, details, out_dir):
     ax.set_title(f'ADS over the merged pools: where the eps = {summary["eps"]} come from')
     ax.legend(fontsize=8, loc='lower right')
     fig.tight_layout()
-    fig.savefig(osp.join(out_dir, 'merge_mix.png'), dpi=110)
+    save_figure(fig, osp.join(out_dir, 'merge_mix.png'), dpi=110)
     plt.close(fig)
 
 
@@ -208,6 +211,7 @@ def main(argv=None):
 
     import mmseg_dfss  # noqa: F401  (registers the plugin)
     from mmseg_dfss.core import PoolScorer
+    from mmseg_dfss.core.atomic_file import atomic_write
     from mmseg_dfss.core.shared_teacher import resolve_shared
     from mmseg_dfss.core.pool_compare import (PoolSpecError, build_pool, compare_pools,
                                               parse_pool_args, render_report)
@@ -254,9 +258,9 @@ def main(argv=None):
     print('\n' + report)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        with open(osp.join(args.out, 'report.md'), 'w') as f:
+        with atomic_write(osp.join(args.out, 'report.md')) as f:
             f.write(report)
-        with open(osp.join(args.out, 'summary.json'), 'w') as f:
+        with atomic_write(osp.join(args.out, 'summary.json')) as f:
             json.dump(summary, f, indent=1)
         write_scores_csv(osp.join(args.out, 'scores.csv'), details, summary['pools'])
         plot_all(summary, details, args.out)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 import mmseg_dfss  # noqa: F401
 from mmseg_dfss.core import build_frozen_segmentor
+from mmseg_dfss.core.atomic_file import save_figure
 from mmseg_dfss.core.teacher_defaults import default_score_pipeline
 from mmseg_dfss.core.preprocess import non_padding_preprocessor
 from mmseg_dfss.utils.mmseg_tools import check_config_argument
@@ -151,7 +152,7 @@ def main():
     fig.tight_layout()
     if osp.dirname(args.out):
         os.makedirs(osp.dirname(args.out), exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    save_figure(fig, args.out, dpi=120)
     print(f'wrote {args.out}')
 
 

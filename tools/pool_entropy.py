@@ -16,6 +16,7 @@ as ADSDataset opened to the pool inside (no teacher runs), else the one
 top-level dataset dict of the file (e.g. ``coco_pool``).
 """
 import argparse
+import contextlib
 import copy
 import csv
 import json
@@ -23,6 +24,7 @@ import os
 import os.path as osp
 import sys
 
+from mmseg_dfss.core.atomic_file import atomic_write, save_figure
 from mmseg_dfss.core.entropy import grey_entropy, iter_entropies, summarize_entropy  # noqa: F401
 
 
@@ -116,7 +118,7 @@ def save_histogram(entropies, stats, title, path):
     ax.set_title(f'{title}: {stats["num_images"]} images, variance {stats["variance"]:.3f}')
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -132,9 +134,10 @@ def main(argv=None):
     for out in (args.out_csv, args.out_png):
         if out and osp.dirname(out):
             os.makedirs(osp.dirname(out), exist_ok=True)
-    csv_file = open(args.out_csv, 'w', newline='') if args.out_csv else None
-    rows = csv.writer(csv_file) if csv_file else None
-    try:
+    with contextlib.ExitStack() as stack:
+        csv_file = (stack.enter_context(atomic_write(args.out_csv, newline=''))
+                    if args.out_csv else None)
+        rows = csv.writer(csv_file) if csv_file else None
         if rows:
             rows.writerow(['pool_index', 'img_path', 'entropy'])
         values = iter_entropies(paths, workers=args.workers, progress=not args.no_progress,
@@ -147,9 +150,6 @@ def main(argv=None):
             entropies.append(h)
             if rows:
                 rows.writerow([i, path, f'{h:.6f}'])
-    finally:
-        if csv_file:
-            csv_file.close()
     if skipped:
         print(f'skipped {len(skipped)} unreadable images, e.g.: ' + ', '.join(skipped[:10]))
     if not entropies:

@@ -48,6 +48,14 @@ def atomic_copy(src, dst):
         shutil.copyfileobj(fin, fout)
 
 
+def save_figure(fig, path, **savefig_kwargs):
+    """``fig.savefig(path)`` through :func:`atomic_write`, in the format ``path``'s
+    suffix names."""
+    fmt = osp.splitext(path)[1].lstrip('.').lower() or 'png'
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format=fmt, **savefig_kwargs)
+
+
 def open_for_append(path):
     """``open(path, 'ab')`` that refuses a symbolic link at ``path`` (``O_NOFOLLOW``): a link
     planted in a shared folder would have the appended lines written into its target."""

@@ -17,6 +17,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.registry import Registry
 
+from ..core.atomic_file import atomic_write
 from ..core.literal_config import parse_literal_config
 from ..core.teacher import load_checkpoint_file, load_model_config
 from ..core.zoo import check_config_bases
@@ -207,12 +208,14 @@ def export_student(cfg, student_state_dict, out_dir, dataset_meta=None, source=N
     os.makedirs(out_dir, exist_ok=True)
     cfg_path = osp.join(out_dir, CONFIG_NAME)
     ckpt_path = osp.join(out_dir, CHECKPOINT_NAME)
-    plain_cfg.dump(cfg_path)
+    with atomic_write(cfg_path, encoding='utf-8') as f:  # what Config.dump writes
+        f.write(plain_cfg.pretty_text)
     state = OrderedDict((k, v.detach().cpu().clone()) for k, v in student_state_dict.items())
     checkpoint = dict(meta=dict(mmseg_dfss_export=dict(source=str(source))), state_dict=state)
     if meta is not None:
         checkpoint['meta']['dataset_meta'] = meta
-    torch.save(checkpoint, ckpt_path)
+    with atomic_write(ckpt_path, 'wb') as f:
+        torch.save(checkpoint, f)
     print_log(f'student exported: {ckpt_path} and {cfg_path}', logger='current')
     return ckpt_path, cfg_path
 

@@ -8,6 +8,8 @@ import os.path as osp
 
 import numpy as np
 
+from ..core.atomic_file import atomic_write, save_figure
+
 GALLERY_N = 8
 
 
@@ -15,7 +17,7 @@ def write_csv(path, ds):
     res = ds.result
     weight = {int(i): float(w) for i, w in zip(ds.selected, ds.weights)}
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w', newline='') as f:
+    with atomic_write(path, newline='') as f:
         w = csv.writer(f, lineterminator='\n')
         w.writerow(['index', 'img_path', 'score', 'weight', 'selected'])
         for i, p in enumerate(res.paths):
@@ -63,7 +65,7 @@ def plot_hist(ads_ds, out_dir):
     ax.set_title(f'ADS distance over the pool ({d.size} readable images)')
     ax.legend()
     fig.tight_layout()
-    fig.savefig(osp.join(out_dir, 'd_hist.png'), dpi=120)
+    save_figure(fig, osp.join(out_dir, 'd_hist.png'), dpi=120)
     plt.close(fig)
 
 
@@ -87,14 +89,14 @@ def plot_gallery(ads_ds, out_dir):
                         va='center', ha='right', fontsize=9)
     fig.suptitle('pool images by ADS distance d (kept first: lowest)')
     fig.tight_layout()
-    fig.savefig(osp.join(out_dir, 'gallery.png'), dpi=120)
+    save_figure(fig, osp.join(out_dir, 'gallery.png'), dpi=120)
     plt.close(fig)
 
 
 def plot_mix(mixes, out_dir):
     import matplotlib.pyplot as plt
     subs = sorted({s for m in mixes.values() for s in m})
-    with open(osp.join(out_dir, 'subdomain_mix.json'), 'w') as f:
+    with atomic_write(osp.join(out_dir, 'subdomain_mix.json')) as f:
         json.dump(mixes, f, indent=1, sort_keys=True)
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / len(mixes)
@@ -107,5 +109,5 @@ def plot_mix(mixes, out_dir):
     ax.set_title('sub-domains kept by each strategy (same eps)')
     ax.legend()
     fig.tight_layout()
-    fig.savefig(osp.join(out_dir, 'subdomain_mix.png'), dpi=120)
+    save_figure(fig, osp.join(out_dir, 'subdomain_mix.png'), dpi=120)
     plt.close(fig)

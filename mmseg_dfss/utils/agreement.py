@@ -11,6 +11,7 @@ import torch
 from mmengine.utils import ProgressBar
 from PIL import Image
 
+from ..core.atomic_file import atomic_write, save_figure
 from ..datasets.teacher_labeled import AGREEMENT_NOTE
 
 
@@ -58,7 +59,7 @@ def draw_image(path, img_rgb, teacher, student, palette, title):
         ax.axis('off')
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
 
 
@@ -74,7 +75,7 @@ def draw_bars(path, classes, iou, present):
                   fontsize=7)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
 
 
@@ -120,7 +121,7 @@ def measure_agreement(ds, student, out, num=8):
     present = union > 0
     iou = np.where(present, inter / np.maximum(union, 1), 0.0)
     draw_bars(osp.join(out, 'per_class_agreement.png'), classes, iou, present)
-    with open(osp.join(out, 'per_image.csv'), 'w', newline='') as f:
+    with atomic_write(osp.join(out, 'per_image.csv'), newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
@@ -130,6 +131,6 @@ def measure_agreement(ds, student, out, num=8):
                               if present[c]}, note=AGREEMENT_NOTE,
                    images=[r['img_path'] for r in sorted(rows, key=lambda r: r['index'])],
                    worst=drawn, per_class_figure=osp.join(out, 'per_class_agreement.png'))
-    with open(osp.join(out, 'summary.json'), 'w') as f:
+    with atomic_write(osp.join(out, 'summary.json')) as f:
         json.dump(summary, f, indent=1)
     return summary

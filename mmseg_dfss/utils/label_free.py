@@ -16,6 +16,7 @@ import os.path as osp
 
 from mmengine.config import Config
 
+from ..core.atomic_file import atomic_write
 from ..core.shared_teacher import HELD_OUT_KEYS, model_teacher, resolve_shared
 from ..core.teacher_defaults import teacher_metainfo, teacher_test_pipeline
 from ..datasets.teacher_label_format import label_ignore_index, wide_labels
@@ -109,7 +110,7 @@ def write_label_free_config(config, out, **kwargs):
     rel = osp.relpath(osp.abspath(config), osp.dirname(osp.abspath(out)))
     rel = rel if rel.startswith('.') else './' + rel
     text = label_free_config_text(config, base_path=rel, **kwargs)
-    with open(out, 'w') as f:
+    with atomic_write(out) as f:
         f.write(text)
     return out
 

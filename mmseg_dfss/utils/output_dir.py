@@ -8,6 +8,8 @@ an error naming the folder, so no documented command overwrites another one's ou
 import os
 import os.path as osp
 
+from ..core.atomic_file import atomic_write
+
 MARKER = '.mmseg_dfss_output'
 
 
@@ -35,6 +37,6 @@ def claim_output_dir(path, tool):
                 '(a tool never writes into another output folder)')
         return path
     os.makedirs(path, exist_ok=True)
-    with open(marker, 'w') as f:
+    with atomic_write(marker) as f:
         f.write(tool + '\n')
     return path
