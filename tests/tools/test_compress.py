@@ -181,6 +181,83 @@ def test_exported_config_evaluates_to_the_reported_agreement(compressed):
     assert true_miou(teacher, cfg)['miou'] > 99
 
 
+def _labelled_set(root, images, student, classes):
+    """A labelled MMSeg dataset of ``images`` whose labels are the student's own
+    prediction on the first half and its prediction + 1 (mod C) on the second, so its
+    true mIoU is known; pixels whose top-2 logits are within twice EXPORT_ATOL (whose
+    argmax another run may decide otherwise) are labelled 255 (ignored)."""
+    import cv2
+    import numpy as np
+
+    from mmseg_dfss.models.student_export import EXPORT_ATOL
+    for sub in ('img', 'ann'):
+        os.makedirs(osp.join(root, sub), exist_ok=True)
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                dict(type='PackSegInputs')]
+    preds, labels = [], []
+    for k, path in enumerate(images):
+        cv2.imwrite(osp.join(root, 'img', f'{k}.png'), cv2.imread(path))
+    text = (f"test_dataloader = dict(batch_size=1, num_workers=0, sampler=dict("
+            f"type='DefaultSampler', shuffle=False), dataset=dict(type='BaseSegDataset', "
+            f"data_root={str(root)!r}, data_prefix=dict(img_path='img', seg_map_path='ann'), "
+            f"img_suffix='.png', seg_map_suffix='.png', metainfo=dict(classes="
+            f"{tuple(classes)!r}), pipeline={pipeline!r}))\n")
+    cfg_path = osp.join(root, 'labelled.py')
+    with open(cfg_path, 'w') as f:
+        f.write(text)
+    for k, path in enumerate(images):  # the student's logits at the image's own size
+        img = cv2.imread(path)
+        cv2.imwrite(osp.join(root, 'ann', f'{k}.png'), np.zeros(img.shape[:2], np.uint8))
+    from mmengine.config import Config
+    from mmseg.registry import DATASETS
+    ds = DATASETS.build(Config.fromfile(cfg_path).test_dataloader.dataset)
+    for k in range(len(ds)):
+        data = ds[k]
+        with torch.no_grad():
+            out, = student.test_step(dict(inputs=[data['inputs']],
+                                          data_samples=[data['data_samples']]))
+        logits = out.seg_logits.data.numpy()
+        top2 = np.sort(logits, axis=0)[-2:]
+        pred = logits.argmax(0)
+        label = pred if k < len(ds) // 2 else (pred + 1) % len(classes)
+        label = np.where(top2[1] - top2[0] > 2 * EXPORT_ATOL, label, 255).astype(np.uint8)
+        cv2.imwrite(osp.join(root, 'ann', f'{k}.png'), label)
+        preds.append(pred)
+        labels.append(label)
+    return cfg_path, np.stack(preds), np.stack(labels)
+
+
+def test_val_dataset_reports_the_true_miou_of_a_labelled_set(compressed, tmp_path):
+    """--val-dataset: the judge stage reports the student's mIoU on a labelled MMSeg
+    dataset (judge.val_dataset), as IoUMetric computes it from the labels."""
+    import numpy as np
+    from mmengine.config import Config
+
+    from mmseg_dfss.apis.compress.judge_stage import IOU_METRIC_ROUNDING, run_judge
+    from mmseg_dfss.core.shared_teacher import resolve_shared
+    from mmseg_dfss.utils.label_free import load_student
+    work_dir, pool, _, _ = compressed
+    report = _report(work_dir)
+    cfg = resolve_shared(Config.fromfile(str(work_dir / 'dfss_config.py')))
+    ckpt = report['train']['checkpoint']
+    classes = report['teacher']['classes']
+    images = sorted(report['select']['kept'])[:6]
+    val_cfg, preds, labels = _labelled_set(tmp_path / 'labelled', images,
+                                           load_student(cfg, ckpt, 'cpu'), classes)
+    got = run_judge(cfg, ckpt, str(tmp_path / 'judge'), val_cfg)['val_dataset']
+    valid = labels != 255
+    assert valid.mean() > 0.5 and (preds[3:] != labels[3:])[valid[3:]].all()
+    ious = {}
+    for c, name in enumerate(classes):
+        union = (((preds == c) | (labels == c)) & valid).sum()
+        if union:
+            ious[name] = 100 * ((preds == c) & (labels == c) & valid).sum() / union
+    assert got['num_images'] == 6 and got['config'] == val_cfg
+    assert got['miou'] == pytest.approx(np.mean(list(ious.values())), abs=IOU_METRIC_ROUNDING)
+    assert got['per_class'] == pytest.approx(ious)
+    assert 0 < got['miou'] < 100  # half right, half wrong
+
+
 def _one_line(capsys, argv):
     with pytest.raises(SystemExit) as e:
         main(argv)

@@ -151,8 +151,10 @@ def report_html(data):
         f'<p class="warn">{e(AGREEMENT_NOTE)}</p>',
         _table([('agreement mIoU (0-100)', f'{ju.get("miou", float("nan")):.2f}'),
                 ('held-out images', ju.get('num_images'))]
-               + ([('true mIoU on ' + ju['true']['config'], f'{ju["true"]["miou"]:.2f}')]
-                  if ju.get('true') else [])),
+               + ([('true mIoU (accuracy) on ' + ju['val_dataset']['config'],
+                    f'{ju["val_dataset"]["miou"]:.2f}'),
+                   ('its labelled images', ju['val_dataset']['num_images'])]
+                  if ju.get('val_dataset') else [])),
         _table([('class', 'agreement IoU')] + [(c, f'{v:.2f}') for c, v in
                                                 sorted((ju.get('per_class') or {}).items(),
                                                        key=lambda kv: kv[1])]),
