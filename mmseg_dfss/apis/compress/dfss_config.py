@@ -182,9 +182,9 @@ def _lines(prefix, value, indent=0, suffix=''):
             if cur is not None:
                 out.append(cur)
             cur = inner + piece
-        else:  # broken over lines, opened at the end of the current one where it fits
+        else:  # broken over lines; a keyword's value opens at the end of the current one
             first, *rest = _lines(item_prefix, item, indent + 4, tail)
-            if cur is not None and len(cur) + 1 + len(first.lstrip()) <= WIDTH:
+            if item_prefix and cur is not None and len(cur) + 1 + len(first.lstrip()) <= WIDTH:
                 first = cur + ' ' + first.lstrip()
             elif cur is not None:
                 out.append(cur)
