@@ -199,8 +199,11 @@ def config_text(plan, used=None):
     t = plan.teacher
     about = (f'DFSS of the teacher {t.given} into the student {plan.student_name} on the '
              'pool images ADS keeps; run alone with tools/train.py (its validation mIoU is '
-             'agreement with the teacher, not accuracy). Written by:')
-    lines = ['# ' + line for line in textwrap.wrap(about, WIDTH - 2)]
+             'agreement with the teacher, not accuracy).')
+    if used is None and len(plan.pools) > 1:
+        about += (' Every --pool for now: the pool stage compares them (DFSS Sec. 3.2) and '
+                  'rewrites this file with the pools its verdict uses.')
+    lines = ['# ' + line for line in textwrap.wrap(about + ' Written by:', WIDTH - 2)]
     lines += [f'#   python tools/compress.py {" ".join(plan.argv)}',
               f'_base_ = [{COMPRESS_BASE!r}]']
     for key, value in config_dict(plan, used).items():
