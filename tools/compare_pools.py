@@ -19,8 +19,8 @@ size, grey-level entropy mean/median/variance (Table 5, as
 which eps would be cut if the pool were used alone; then ADS over all pools
 merged (how many of the eps kept images each pool gives) and one verdict per pool
 against the two principles: relevance (d vs the best pool) and richness (entropy
-vs the original domain: CONFIG's val/test dataset unless ``--original``).
-Scores go through the score cache, so a rerun or a later DFSS run reuses them.
+vs the original domain: CONFIG's val/test dataset unless ``--original``), and the
+pools to train on (``choose_pools``: what tools/compress.py trains on). Scores go through the score cache, so a rerun or a later DFSS run reuses them.
 
 ``--out DIR`` writes ``report.md``, ``summary.json``, ``scores.csv`` (one row per
 pool image) and the figures ``distance_hist.png``, ``entropy_hist.png``,
