@@ -1,9 +1,9 @@
 """What the one command costs over the tools it composes: the wall time of
 ``tools/compress.py`` divided by the sum of the same stages run as separate tools
-(ads_score.py, train.py, compare_predictions.py, export_student.py, export_onnx.py,
+(compare_pools.py, ads_score.py, train.py, compare_predictions.py, export_student.py, export_onnx.py,
 benchmarks/compression.py), each on a fresh work dir (cold caches) of the same config.
 Target <= 1.05: the command builds the teacher once per stage, scores the pool once
-and its held-out set reads the ADS cache.
+(the pool stage; select and the held-out set read the ADS cache).
 
     OMP_NUM_THREADS=1 python benchmarks/compress_cost.py --pool-size 64 --size 64 --iters 4
 
@@ -56,6 +56,10 @@ def main():
         run(['tools/compress.py', *common, '--work-dir', tools_dir, '--dry-run'])
         cfg = osp.join(tools_dir, 'dfss_config.py')
         parts = {}
+        parts['pool'] = run(['tools/compare_pools.py', cfg, '--pools',
+                             f'pool={osp.join(tmp, "syn", "pool")}', '--eps', str(args.eps),
+                             '--original', 'none', '--out', osp.join(tools_dir, 'pool'),
+                             '--allow-random-teacher'])
         parts['select'] = run(['tools/ads_score.py', cfg, '--plot', osp.join(tools_dir, 'sel'),
                                '--allow-random-teacher'])
         parts['train'] = run(['tools/train.py', cfg, '--allow-random-teacher'])

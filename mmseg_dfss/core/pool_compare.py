@@ -260,6 +260,46 @@ def compare_pools(pools, scorer, eps, original=None, workers=1, progress=True):
     return summary, details
 
 
+def _ratios(d, best):
+    """A pool's p5, p25 and median d over the best pool's."""
+    return {q: d[q] / best[q] if best[q] > 0 else float('inf') for q in ('p5', 'p25', 'median')}
+
+
+def choose_pools(summary):
+    """The pools a DFSS run trains on, from a :func:`compare_pools` summary (with its
+    verdicts): the most task-relevant pool (lowest median d, Eq. 5) and every pool close
+    to it (p5, p25 and median d within :data:`CLOSE_FACTOR` of the best's), which add
+    scale (Eq. 6: more images near the original distribution for ADS to keep); a less
+    relevant pool is left out. With an original domain, a pool below its entropy mean
+    (Eq. 6, richness) is left out too, the best pool excepted (one is always used).
+    Returns ``(used names in the summary's pool order, one-line verdict)``."""
+    pools, best = summary['pools'], summary['best_pool']
+    bd = pools[best]['distance']
+    orig = summary.get('original')
+    used, left = [], []
+    for name, p in pools.items():
+        far = [f'{q} {r:.2f}x' for q, r in _ratios(p['distance'], bd).items()
+               if r > CLOSE_FACTOR]
+        poor = orig is not None and p['entropy']['mean'] < orig['entropy']['mean']
+        if name == best or not far and not poor:
+            used.append(name)
+        elif far:
+            left.append(f'{name} (less relevant: d {", ".join(far)} those of {best}, over '
+                        f'{CLOSE_FACTOR:.2f}x)')
+        else:
+            left.append(f'{name} (entropy mean {p["entropy"]["mean"]:.3f} below the original '
+                        f'domain\'s {orig["entropy"]["mean"]:.3f} bits)')
+    if len(pools) == 1:
+        verdict = f'one pool: {best} is used'
+    else:
+        verdict = (f'used: {", ".join(used)} (the most relevant pool {best}'
+                   + (' and the pools within ' f'{CLOSE_FACTOR:.2f}x of its d, merged for scale'
+                      if len(used) > 1 else '') + ')')
+        if left:
+            verdict += '; left out: ' + '; '.join(left)
+    return used, verdict
+
+
 def add_verdicts(summary):
     """Ranks the pools by median d and writes each pool's verdict against the
     paper's two principles (relevance, Eq. 5; richness and scale, Eq. 6)."""
@@ -283,8 +323,7 @@ def add_verdicts(summary):
             rel = (f'relevance: best of the {len(pools)} pools (lowest median d '
                    f'{d["median"]:.4g}); {kept}')
         else:
-            ratios = {q: d[q] / bd[q] if bd[q] > 0 else float('inf')
-                      for q in ('p5', 'p25', 'median')}
+            ratios = _ratios(d, bd)
             close = all(r <= CLOSE_FACTOR for r in ratios.values())
             qual = f'close to the best pool {best}' if close else f'less relevant than {best}'
             rel = (f'relevance: {qual}, rank {rank} of {len(pools)} (median d '
@@ -307,6 +346,7 @@ def add_verdicts(summary):
             rich = (f'richness: entropy mean {mean:.3f} bits, {erank} of {len(pools)} '
                     '(no original-domain dataset to compare with)')
         p['verdict'] = dict(relevance=rel, richness=rich)
+    summary['used'], summary['verdict'] = choose_pools(summary)
     return summary
 
 
@@ -356,6 +396,7 @@ def render_report(summary, title, figures=()):
     for name in summary['ranking']:
         v = pools[name]['verdict']
         lines.append(f'- **{name}**: {v["relevance"]}. {v["richness"]}.')
+    lines += ['', f'**Pools to train on**: {summary["verdict"]}.']
     if figures:
         lines += ['', '## Figures', '']
         lines += [f'![{osp.splitext(f)[0]}]({f})' for f in figures]
@@ -363,4 +404,4 @@ def render_report(summary, title, figures=()):
 
 
 __all__ = ['PoolSpecError', 'parse_pool_args', 'pool_dataset_cfg', 'build_pool',
-           'compare_pools', 'add_verdicts', 'render_report', 'dataset_keys']
+           'compare_pools', 'add_verdicts', 'choose_pools', 'render_report', 'dataset_keys']

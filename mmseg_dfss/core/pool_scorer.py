@@ -130,6 +130,7 @@ class PoolScorer:
         self.teacher_checkpoint = teacher_checkpoint
         self.allow_random_teacher = allow_random_teacher
         self.teacher_record = None
+        self._model = None  # built once, on the first score(): several pools share it
         self.strategy = strategy
         self.bn_layers = bn_layers
         self.score_pipeline = (copy.deepcopy(list(score_pipeline)) if score_pipeline is not None
@@ -148,7 +149,10 @@ class PoolScorer:
 
     # ---------------------------------------------------------------- teacher
     def _build(self):
-        """The frozen teacher on ``device`` (its record kept in ``teacher_record``)."""
+        """The frozen teacher on ``device`` (its record kept in ``teacher_record``),
+        built on the first call only: a scorer scores several pools with one teacher."""
+        if self._model is not None:
+            return self._model
         checkpoint = resolve_teacher_checkpoint(self.teacher_cfg, self.teacher_checkpoint)
         model = build_frozen_segmentor(self.teacher_cfg, checkpoint, 'teacher',
                                        allow_random_teacher=self.allow_random_teacher)
@@ -157,6 +161,7 @@ class PoolScorer:
         if torch.device(self.device).type == 'cuda' and hasattr(model.data_preprocessor,
                                                                 '_non_blocking'):
             model.data_preprocessor._non_blocking = True  # batches come from pinned memory
+        self._model = model
         return model
 
     def _score_fn(self, model):

@@ -177,6 +177,25 @@ def _entries_for(metafile, config):
             and posixpath.normpath(m['Config']) == config]
 
 
+def metafile_entries(cfg_path):
+    """``([(metafile, Models entry)], what was searched)`` of the zoo config ``cfg_path``
+    (``'pkg::folder/name.py'``): its folder's metafile first, else every metafile of the
+    package's ``model-index.yml``."""
+    package, rel = split_package_path(cfg_path)
+    resolve_package_path(cfg_path)  # a config this release does not ship: one line
+    mim = osp.join(package_root(package), '.mim')
+    config = posixpath.normpath('configs/' + rel.replace(os.sep, '/'))
+    own = osp.join(mim, 'configs', posixpath.dirname(posixpath.normpath(rel)), 'metafile.yaml')
+    entries, searched = [(own, e) for e in _entries_for(own, config)], own
+    if not entries:
+        others, listed_in = _all_metafiles(mim)
+        others = [m for m in others if osp.abspath(m) != osp.abspath(own)]
+        for metafile in others:
+            entries += [(metafile, e) for e in _entries_for(metafile, config)]
+        searched = f'{own} and the {len(others)} other metafiles listed in {listed_in}'
+    return entries, searched
+
+
 def metafile_weights(cfg_path):
     """The ``Weights`` URL of the zoo config ``cfg_path`` (``'mmseg::folder/name.py'``)
     in the installed package's metafiles, and the metafile it came from.
@@ -192,18 +211,8 @@ def metafile_weights(cfg_path):
             f"teacher_checkpoint='{METAFILE}' needs a zoo config given as 'pkg::folder/"
             f"name.py' (e.g. 'mmseg::deeplabv3/...py'), got {cfg_path!r}: give the "
             'checkpoint as a path or URL')
-    package, rel = parts
-    resolve_package_path(cfg_path)  # a config this release does not ship: one line
-    mim = osp.join(package_root(package), '.mim')
-    config = posixpath.normpath('configs/' + rel.replace(os.sep, '/'))
-    own = osp.join(mim, 'configs', posixpath.dirname(posixpath.normpath(rel)), 'metafile.yaml')
-    entries, searched = [(own, e) for e in _entries_for(own, config)], own
-    if not entries:
-        others, listed_in = _all_metafiles(mim)
-        others = [m for m in others if osp.abspath(m) != osp.abspath(own)]
-        for metafile in others:
-            entries += [(metafile, e) for e in _entries_for(metafile, config)]
-        searched = f'{own} and the {len(others)} other metafiles listed in {listed_in}'
+    package, _ = parts
+    entries, searched = metafile_entries(cfg_path)
     installed = describe_installed(package)
     if not entries:
         raise MetafileError(

@@ -172,15 +172,16 @@ class TeacherLabeledDataset(BaseSegDataset):
     def _teacher_metainfo(self, teacher):
         """The class names of the teacher config's dataset, else ``class_<i>`` for each
         class of its decode head (logged)."""
-        metainfo, where = teacher_metainfo(teacher)
-        if metainfo is not None:
-            print_log(f'TeacherLabeledDataset: class names from the teacher config\'s {where}',
-                      logger='current')
-            return metainfo
         head = load_model_config(teacher).get('decode_head')
         if isinstance(head, (list, tuple)):
             head = head[-1]
         num = (head or {}).get('num_classes')
+        metainfo, where = teacher_metainfo(teacher, num if isinstance(num, int) else None,
+                                           'TeacherLabeledDataset')
+        if metainfo is not None:
+            print_log(f'TeacherLabeledDataset: class names from the teacher\'s {where}',
+                      logger='current')
+            return metainfo
         if not isinstance(num, int):
             raise ValueError(
                 'TeacherLabeledDataset: the class names are unknown (no metainfo, '

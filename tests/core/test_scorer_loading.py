@@ -94,3 +94,33 @@ def test_loader_workers_load_in_other_processes_with_equal_scores(tmp_path, repo
     assert len(set(pids)) == 2 and str(os.getpid()) not in pids
     assert workers.paths == in_process.paths and not workers.errors
     np.testing.assert_allclose(workers.scores, in_process.scores, rtol=SCORE_RTOL)
+
+
+def test_one_scorer_builds_its_teacher_once_for_several_pools(tmp_path, repo_root,
+                                                              monkeypatch):
+    """compress's pool stage and ADS over a ConcatDataset score pool after pool with one
+    scorer: the teacher is built (and its checkpoint read) once."""
+    import cv2
+
+    from mmseg_dfss.core import pool_scorer
+    init_default_scope('mmseg')
+    built = []
+    build = pool_scorer.build_frozen_segmentor
+
+    def counting_build(*args, **kwargs):
+        built.append(args[0])
+        return build(*args, **kwargs)
+    monkeypatch.setattr(pool_scorer, 'build_frozen_segmentor', counting_build)
+    rng = np.random.default_rng(0)
+    pools = []
+    for name in ('a', 'b'):
+        os.makedirs(tmp_path / name)
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / name / f'{i}.png'),
+                        rng.integers(0, 256, (32, 32, 3), np.uint8))
+        pools.append(UnlabeledImageDataset(data_prefix=dict(img_path=str(tmp_path / name)),
+                                           pipeline=[]))
+    scorer = PoolScorer(osp.join(repo_root, TEACHER), None, score_pipeline=PIPELINE,
+                        allow_random_teacher=True, progress=False)
+    scores = [scorer.score(p).scores for p in pools]
+    assert len(built) == 1 and all(np.isfinite(s).all() and len(s) == 2 for s in scores)

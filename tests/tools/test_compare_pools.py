@@ -379,3 +379,27 @@ def test_verdict_rules():
     assert v['richness'] == ('richness: meets Eq. 6 (entropy mean 6.500 >= the original '
                              "domain's 6.000 bits); scale: 50 images, 5x the original "
                              "domain's 10")
+
+
+def test_pools_to_train_on():
+    """The verdict names the pools a DFSS run trains on: the best and those close to it
+    (Eq. 5); with an original domain, not one below its entropy (Eq. 6)."""
+    from mmseg_dfss.core.pool_compare import add_verdicts
+    s = add_verdicts(dict(eps=20, original=None, pools=dict(
+        far=_pool(100, 200, 300, kept=0),
+        tail=_pool(10.5, 21, 31),
+        best=_pool(10, 20, 30),
+        median_only=_pool(20, 21, 32))))
+    assert s['used'] == ['tail', 'best']  # the summary's pool order
+    assert s['verdict'].startswith('used: tail, best (the most relevant pool best and the '
+                                   'pools within 1.10x of its d, merged for scale); left out: ')
+    assert 'median_only (less relevant: d p5 2.00x those of best, over 1.10x)' in s['verdict']
+    assert 'far (less relevant: d p5 10.00x, p25 10.00x, median 10.00x' in s['verdict']
+    s = add_verdicts(dict(eps=5, original=dict(num_images=10, entropy=dict(mean=6.0)),
+                          pools=dict(best=_pool(10, 20, 30, entropy=5.0),
+                                     poor=_pool(10, 20, 30.5, entropy=5.5),
+                                     rich=_pool(10, 20, 31, entropy=6.5))))
+    assert s['used'] == ['best', 'rich']  # the best is used even below the original
+    assert "poor (entropy mean 5.500 below the original domain's 6.000 bits)" in s['verdict']
+    s = add_verdicts(dict(eps=5, original=None, pools=dict(only=_pool(1, 2, 3))))
+    assert (s['used'], s['verdict']) == (['only'], 'one pool: only is used')

@@ -3,6 +3,7 @@ pool images (mIoU and per class, 0-100; worst images first, side by side), and w
 ``--val-dataset`` its true mIoU on that labelled MMSeg dataset."""
 import copy
 import os
+import os.path as osp
 
 import torch
 from mmengine.config import Config
@@ -22,8 +23,9 @@ def _device():
 
 
 def true_miou(student, val_dataset_cfg):
-    """mIoU (0-100) of ``student`` on the ``test_dataloader`` (else ``val_dataloader``)
-    dataset of a labelled MMSeg config, by MMSeg's IoUMetric."""
+    """mIoU and per-class IoU (0-100) of ``student`` on the ``test_dataloader`` (else
+    ``val_dataloader``) dataset of a labelled MMSeg config, by MMSeg's IoUMetric: its
+    accuracy on that set (``judge.val_dataset`` of the report)."""
     from mmseg.evaluation import IoUMetric
     vcfg = Config.fromfile(val_dataset_cfg)
     loader = vcfg.get('test_dataloader') or vcfg.get('val_dataloader')
@@ -43,7 +45,22 @@ def true_miou(student, val_dataset_cfg):
         bar.update()
     print(flush=True)
     res = metric.compute_metrics(metric.results)
-    return dict(miou=float(res['mIoU']), num_images=len(ds), config=val_dataset_cfg)
+    per_class = _per_class_iou(metric.results, ds.metainfo['classes'])
+    return dict(miou=float(res['mIoU']), per_class=per_class, num_images=len(ds),
+                config=osp.abspath(val_dataset_cfg) if osp.isfile(val_dataset_cfg)
+                else val_dataset_cfg)
+
+
+def _per_class_iou(results, classes):
+    """``{class: IoU (0-100)}`` from IoUMetric's per-image areas, the classes that
+    occur in a label or a prediction only (IoUMetric's NaN for the others)."""
+    areas = [sum(r[k] for r in results) for k in range(3)]  # intersect, union, pred
+    out = {}
+    for c, name in enumerate(classes):
+        union = float(areas[1][c])
+        if union > 0:
+            out[str(name)] = 100.0 * float(areas[0][c]) / union
+    return out
 
 
 def run_judge(cfg, checkpoint, out_dir, val_dataset=None, num_worst=8):
@@ -57,5 +74,5 @@ def run_judge(cfg, checkpoint, out_dir, val_dataset=None, num_worst=8):
                   worst=s['worst'], per_class_figure=s['per_class_figure'], note=s['note'],
                   checkpoint=checkpoint)
     if val_dataset:
-        result['true'] = true_miou(student, val_dataset)
+        result['val_dataset'] = true_miou(student, val_dataset)
     return result

@@ -119,6 +119,21 @@ def pool_dataset(spec, work_dir):
     return name or osp.basename(osp.normpath(path)), ds, n
 
 
+def check_pool_names(pools):
+    """Pool names tell the pools apart in the comparison, the config and the report:
+    distinct, and as ``tools/compare_pools.py --pools NAME=SPEC`` accepts them."""
+    from ...core.pool_compare import NAME_RE
+    names = [name for name, _, _ in pools]
+    for name in names:
+        if not NAME_RE.match(name):
+            raise CompressError(f'--pool name {name!r} must be letters, digits, _ . + - '
+                                '(starting with a letter or digit): give --pool NAME=POOL')
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CompressError(f'--pool name {twice[0]!r} is given to several pools: give each '
+                            'its own name with --pool NAME=POOL')
+
+
 def _sizes(args, pool_size):
     """eps and val-images: given ones are checked against the pool, defaults are
     capped to it with a warning."""
@@ -172,6 +187,7 @@ def make_plan(argv):
         raise CompressError(f'teacher {args.teacher!r} has no weights: give '
                             '--teacher-checkpoint (a path or URL)')
     pools = [pool_dataset(p, work_dir) for p in args.pool]
+    check_pool_names(pools)
     eps, val = _sizes(args, sum(n for _, _, n in pools))
     check_checkpoint(args.teacher_checkpoint)
     teacher = read_teacher(args.teacher, cfg_path, checkpoint, args.crop, source)

@@ -18,14 +18,24 @@ NOT_ACCURACY = ('Agreement is not accuracy: the mIoU here measures how often the
                 'mistake. Only a labelled set (--val-dataset) measures accuracy.')
 
 
-def stage_commands(work_dir, results):
-    """The commands that rerun each stage alone with the project's tools."""
+def pool_spec(dataset):
+    """What ``tools/compare_pools.py --pools NAME=SPEC`` takes for a compress pool."""
+    return dataset.get('ann_file') or dataset['data_prefix']['img_path']
+
+
+def stage_commands(work_dir, results, pool_specs=(), eps='EPS', allow_random=False):
+    """The commands that rerun each stage alone with the project's tools (the pool stage
+    compares ``pool_specs``, ``[(name, spec)]``, at ``eps``)."""
     cfg = osp.join(work_dir, 'dfss_config.py')
     train = results.get('train') or {}
     ckpt = train.get('checkpoint', 'BEST_CHECKPOINT')
     judge = results.get('judge') or {}
     crop = (results.get('ship') or {}).get('compression', {}).get('shape', ['H', 'W'])
+    pools = ' '.join(f'{name}={spec}' for name, spec in pool_specs)
+    random = ' --allow-random-teacher' if allow_random else ''
     return {
+        'pool': f'python tools/compare_pools.py {cfg} --pools {pools} --eps {eps} --original '
+                f'none --out {osp.join(work_dir, "pool")}{random}',
         'select': f'python tools/ads_score.py {cfg} --plot {osp.join(work_dir, "select")}',
         'train': f'python tools/train.py {cfg} --work-dir {train.get("work_dir", "DIR")} '
                  '--resume',
@@ -56,7 +66,9 @@ def report_data(plan, config_path, results):
                      changes=list(plan.student_changes)),
         pools=[dict(name=n, images=k) for n, _, k in plan.pools],
         note=NOT_ACCURACY,
-        commands=stage_commands(plan.work_dir, results),
+        commands=stage_commands(plan.work_dir, results,
+                                [(n, pool_spec(ds)) for n, ds, _ in plan.pools], plan.eps,
+                                plan.allow_random_teacher),
         **{k: v for k, v in results.items()})
 
 
@@ -83,6 +95,23 @@ def _fmt_ms(s):
     return f'{s * 1e3:.3g} ms'
 
 
+def pool_html(pool, command):
+    """The pool stage's section: per-pool figures (Sec. 3.2), the verdict, the figures."""
+    e = html.escape
+    rows = [('pool', 'images', 'unreadable', 'entropy mean (bits)', 'd p5', 'd p25',
+             'd median', 'kept by merged ADS', 'used')]
+    for name in pool.get('ranking', []):
+        p = pool['pools'][name]
+        d = p['distance']
+        rows.append((name, p['num_images'], p['unreadable'], f'{p["entropy"]["mean"]:.3f}',
+                     _num(d['p5']), _num(d['p25']), _num(d['median']),
+                     p['selected_in_merge'], 'yes' if name in pool['used'] else 'no'))
+    return ['<h2>Pool (DFSS Sec. 3.2: task relevance, Eq. 5; scale and richness, Eq. 6)</h2>',
+            _table(rows), f'<p><b>Verdict</b>: {e(pool.get("verdict", ""))}</p>',
+            *[_img(pool.get(k), k) for k in ('distance_hist', 'entropy_hist', 'merge_mix')],
+            f'<p><code>{e(command)}</code></p>']
+
+
 def report_html(data):
     """The self-contained HTML of :func:`report_data`."""
     e = html.escape
@@ -107,6 +136,7 @@ def report_html(data):
                 ('student', data['student']['given']),
                 ('student config', data['student']['config'])]
                + [('student change', c) for c in data['student']['changes']]),
+        *pool_html(data.get('pool') or {}, cmds['pool']),
         '<h2>Select (ADS, DFSS Sec. 3.3)</h2>',
         _table([('pool images', sel.get('pool_size')), ('unreadable', sel.get('unreadable')),
                 ('kept (eps)', sel.get('eps')), ('largest kept d', _num(sel.get('kept_d_max')))]
@@ -121,8 +151,10 @@ def report_html(data):
         f'<p class="warn">{e(AGREEMENT_NOTE)}</p>',
         _table([('agreement mIoU (0-100)', f'{ju.get("miou", float("nan")):.2f}'),
                 ('held-out images', ju.get('num_images'))]
-               + ([('true mIoU on ' + ju['true']['config'], f'{ju["true"]["miou"]:.2f}')]
-                  if ju.get('true') else [])),
+               + ([('true mIoU (accuracy) on ' + ju['val_dataset']['config'],
+                    f'{ju["val_dataset"]["miou"]:.2f}'),
+                   ('its labelled images', ju['val_dataset']['num_images'])]
+                  if ju.get('val_dataset') else [])),
         _table([('class', 'agreement IoU')] + [(c, f'{v:.2f}') for c, v in
                                                 sorted((ju.get('per_class') or {}).items(),
                                                        key=lambda kv: kv[1])]),

@@ -1,4 +1,4 @@
-"""The compress command: write the config, then select -> train -> judge -> ship ->
+"""The compress command: write the config, then pool -> select -> train -> judge -> ship ->
 report, each stage skipped when its stamp says it finished on the same inputs."""
 import os.path as osp
 import sys
@@ -7,17 +7,18 @@ import time
 from mmengine.config import Config
 
 from ...core.shared_teacher import resolve_shared
-from .dfss_config import write_config
+from .dfss_config import config_text, write_config
 from .errors import CompressError
 from .judge_stage import run_judge
 from .plan import make_plan
 from .report import REPORT_HTML, REPORT_JSON, report_data, write_report
+from .pool_stage import pool_key_parts, run_pool
 from .select_stage import run_select, select_key_parts
 from .ship_stage import run_ship
 from .stage_stamp import digest, finished, mark_finished
 from .train_stage import run_train
 
-STAGES = ('select', 'train', 'judge', 'ship', 'report')
+STAGES = ('pool', 'select', 'train', 'judge', 'ship', 'report')
 
 
 def say(text):
@@ -56,6 +57,14 @@ def stage(work_dir, name, key, fn):
     return result
 
 
+def _all_pools_config(plan):
+    """The written config as it would be with every ``--pool`` (what the pool stage
+    compares), read without writing it."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')
+    return resolve_shared(Config.fromstring(config_text(plan), '.py'))
+
+
 def _judge_dataset(cfg):
     import copy
 
@@ -66,21 +75,25 @@ def _judge_dataset(cfg):
 def compress(argv):
     """Runs the command line ``argv``; returns the report data (None for --dry-run)."""
     plan = make_plan(argv)
-    config_path = write_config(plan)
+    wd = plan.work_dir
+    keys, results = {}, {}
+    all_pools = _all_pools_config(plan)
+    keys['pool'] = digest('pool', pool_key_parts(all_pools))
+    compared = finished(wd, 'pool', keys['pool'])  # a rerun writes the chosen pools at once
+    config_path = write_config(plan, compared and compared['used'])
     say(f'config: {config_path}')
     if plan.dry_run:
         say('dry run: stopping after the config')
         return None
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmseg')
+    names = [n for n, _, _ in plan.pools]
+    results['pool'] = stage(wd, 'pool', keys['pool'],
+                            lambda: run_pool(all_pools, osp.join(wd, 'pool'), names))
+    config_path = write_config(plan, results['pool']['used'])  # the verdict's pools
     cfg = resolve_shared(Config.fromfile(config_path))  # the teacher named once, in model
-    wd = plan.work_dir
-    keys = {}
     keys['select'] = digest('select', select_key_parts(cfg))
     keys['train'] = digest('train', keys['select'], cfg.to_dict())
     keys['judge'] = digest('judge', keys['train'], plan.val_dataset)
     keys['ship'] = digest('ship', keys['train'])
-    results = {}
     results['select'] = stage(wd, 'select', keys['select'],
                               lambda: run_select(cfg, osp.join(wd, 'select')))
     train_dir = osp.join(wd, 'train', keys['train'][:12])

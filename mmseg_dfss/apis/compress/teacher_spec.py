@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ...core.teacher import load_model_config
+from ...core.teacher_defaults import teacher_metainfo
 from ...core.zoo import (ZooConfigError, check_config_bases, resolve_package_path,
                          split_package_path, zoo_model)
 from .errors import CompressError
@@ -83,15 +84,13 @@ def _crop_of(preprocessor, pipeline):
     return None
 
 
-def _class_names(cfg, num_classes):
-    from mmseg.registry import DATASETS
-    for key in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
-        dataset = (cfg.get(key) or {}).get('dataset') or {}
-        meta = dict(dataset.get('metainfo') or {})
-        cls = DATASETS.get(dataset.get('type', '')) if dataset.get('type') else None
-        classes = meta.get('classes') or (getattr(cls, 'METAINFO', {}) or {}).get('classes')
-        if classes and len(classes) == num_classes:
-            return [str(c) for c in classes], f'{key}.dataset'
+def class_names(cfg_path, num_classes):
+    """``(names, where)``: the teacher's dataset metainfo, else its zoo metafile's
+    training dataset (:func:`~mmseg_dfss.core.teacher_defaults.teacher_metainfo`, as the
+    teacher-labelled datasets take them), else ``class_0 .. class_{C-1}``."""
+    info, where = teacher_metainfo(cfg_path, num_classes, 'compress')
+    if info is not None:
+        return [str(c) for c in info['classes']], where
     return [f'class_{i}' for i in range(num_classes)], 'none given: class_0 .. class_{C-1}'
 
 
@@ -117,7 +116,7 @@ def read_teacher(given, cfg_path, checkpoint, crop=None, source=''):
         raise CompressError(f'teacher config {cfg_path!r} gives no crop size (no '
                             'data_preprocessor.size and no fixed-size Resize in its test '
                             'pipeline): give --crop H W')
-    classes, where = _class_names(cfg, num_classes)
+    classes, where = class_names(cfg_path, num_classes)
     print_log(f'compress: teacher {source or cfg_path}: {num_classes} classes (names from '
               f'{where}), crop {crop[0]}x{crop[1]}', logger='current')
     return TeacherSpec(given=given, cfg_path=cfg_path, checkpoint=checkpoint,

@@ -1,5 +1,7 @@
 """TEACHER as a zoo name (config and weights from the installed metafiles, without a
 download), an unknown name (the five closest), and the BN layers ADS can score."""
+import os.path as osp
+
 import pytest
 
 from mmseg_dfss.apis.compress import CompressError
@@ -35,3 +37,55 @@ def test_backbone_without_bn_scores_the_decode_head(capsys):
     gn = dict(cfg_path=mit, decode_head=dict(norm_cfg=dict(type='GN', num_groups=1)))
     with pytest.raises(CompressError, match='has no BatchNorm layer'):
         scored_bn_layers(gn)
+
+
+def _names_zoo(site, repo_root):
+    """A fabricated OpenMMLab-style package ``dfssnames``: bare teacher configs (a model
+    and nothing else) of 19, 21 and 7 classes, and a metafile naming what each was
+    trained on (``Metadata: Training Data``, or only ``Results: Dataset``)."""
+    import yaml
+
+    from mmseg_dfss.core.teacher import load_model_config
+    model = load_model_config(osp.join(repo_root, SYNTHETIC_TEACHER)).to_dict()
+    folder = site / 'dfssnames' / '.mim' / 'configs' / 'seg'
+    folder.mkdir(parents=True)
+    (site / 'dfssnames' / '__init__.py').write_text('')
+    models = []
+    for name, classes, data in (('city19', 19, dict(Metadata={'Training Data': 'Cityscapes'})),
+                                ('voc21', 21, dict(Results=dict(Dataset='Pascal VOC 2012 + Aug'))),
+                                ('city7', 7, dict(Metadata={'Training Data': 'Cityscapes'}))):
+        m = dict(model, decode_head=dict(model['decode_head'], num_classes=classes))
+        (folder / f'{name}.py').write_text(f'model = {m!r}\n')
+        models.append(dict(Name=name, Config=f'configs/seg/{name}.py', **data))
+    with open(folder / 'metafile.yaml', 'w') as f:
+        yaml.safe_dump(dict(Models=models), f)
+    (site / 'dfssnames' / '.mim' / 'model-index.yml').write_text(
+        'Import:\n- configs/seg/metafile.yaml\n')
+
+
+SYNTHETIC_TEACHER = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
+
+
+def test_class_names_from_the_dataset_else_the_metafile_else_numbered(tmp_path, repo_root,
+                                                                      monkeypatch):
+    from mmseg.datasets import CityscapesDataset, PascalVOCDataset
+
+    from mmseg_dfss.apis.compress.teacher_spec import class_names
+    from mmseg_dfss.datasets.synthetic_scenes import SyntheticScenesDataset
+    names, where = class_names(osp.join(repo_root, SYNTHETIC_TEACHER), 7)
+    assert names == list(SyntheticScenesDataset.METAINFO['classes'])
+    assert where == 'test_dataloader.dataset (SyntheticScenesDataset)'
+    _names_zoo(tmp_path, repo_root)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names, where = class_names('dfssnames::seg/city19.py', 19)
+    assert names == list(CityscapesDataset.METAINFO['classes'])
+    assert where.startswith("the metafile's training data 'Cityscapes'")
+    names, where = class_names('dfssnames::seg/voc21.py', 21)  # Results: Dataset
+    assert names == list(PascalVOCDataset.METAINFO['classes'])
+    # trained on Cityscapes by the metafile, but 7 classes: not Cityscapes' 19 names
+    names, where = class_names('dfssnames::seg/city7.py', 7)
+    assert names == [f'class_{i}' for i in range(7)] and where.startswith('none given')
+    bare = tmp_path / 'bare.py'
+    bare.write_text((tmp_path / 'dfssnames' / '.mim' / 'configs' / 'seg' / 'city19.py')
+                    .read_text())
+    assert class_names(str(bare), 19)[0] == [f'class_{i}' for i in range(19)]  # no metafile
