@@ -25,13 +25,18 @@ class Name(str):
     """A variable of the written config, written by its name (not quoted)."""
 
 
-def train_pipeline(crop):
-    """The pool's training view: MMSeg's usual augmentation around the crop (``crop_size``
-    when it is a :class:`Name`), no labels."""
+def train_pipeline(crop, resize=None):
+    """The pool's training view, no labels: the teacher's own training resize
+    (``resize``: its ``RandomResize`` scale and ratio range) when its config has one, else
+    MMSeg's usual (0.5, 2.0) around the crop; then the crop (``crop_size`` when it is a
+    :class:`Name`) and a flip."""
     h, w = (crop[0], crop[1]) if not isinstance(crop, Name) else (None, None)
+    if resize:
+        scale, ratio = tuple(resize['scale']), tuple(resize['ratio_range'])
+    else:
+        scale, ratio = (Name(f'{crop}[::-1]') if h is None else (w, h)), (0.5, 2.0)
     return [dict(type='LoadImageFromFile'),
-            dict(type='RandomResize', scale=Name(f'{crop}[::-1]') if h is None else (w, h),
-                 ratio_range=(0.5, 2.0), keep_ratio=True),
+            dict(type='RandomResize', scale=scale, ratio_range=ratio, keep_ratio=True),
             dict(type='RandomCrop', crop_size=crop if h is None else (h, w)),
             dict(type='RandomFlip', prob=0.5),
             dict(type='PackSegInputs')]
@@ -121,7 +126,7 @@ def config_dict(plan, used=None):
         crop_size=tuple(t.crop),
         model=dict(teacher=dict(cfg_path=t.cfg_path), teacher_checkpoint=t.checkpoint,
                    student=plan.student, data_preprocessor=_preprocessor(plan), **random),
-        pool_pipeline=train_pipeline(Name('crop_size')),  # (w, h) for RandomResize
+        pool_pipeline=train_pipeline(Name('crop_size'), t.train_resize),
         train_dataloader=dict(batch_size=plan.batch_size, dataset=ads),
         val_dataloader=dict(dataset=dict(dataset=dict(num_samples=plan.val_images),
                                          cache_dir=_under('teacher_labels'))),

@@ -29,6 +29,7 @@ class TeacherSpec:
     crop: tuple
     test_pipeline: list = field(default_factory=list)
     source: str = ''
+    train_resize: dict = None
 
 
 def _config_file(spec):
@@ -71,6 +72,19 @@ def _test_pipeline(cfg):
         if pipeline:
             return [dict(t) for t in copy.deepcopy(pipeline)]
     return list(copy.deepcopy(cfg.get('test_pipeline') or []))
+
+
+def _train_resize(cfg):
+    """``{scale, ratio_range}`` of the teacher's own training ``RandomResize`` (what its
+    images looked like in training, e.g. the zoo's (2048, 1024) x (0.5, 2.0) on
+    Cityscapes), or None when its config has no training pipeline."""
+    pipeline = ((cfg.get('train_dataloader') or {}).get('dataset') or {}).get('pipeline') \
+        or cfg.get('train_pipeline') or []
+    for t in pipeline:
+        if isinstance(t, dict) and t.get('type') == 'RandomResize' and t.get('scale'):
+            return dict(scale=tuple(int(v) for v in t['scale']),
+                        ratio_range=tuple(float(v) for v in t.get('ratio_range') or (1, 1)))
+    return None
 
 
 def _crop_of(preprocessor, pipeline):
@@ -117,11 +131,15 @@ def read_teacher(given, cfg_path, checkpoint, crop=None, source=''):
                             'data_preprocessor.size and no fixed-size Resize in its test '
                             'pipeline): give --crop H W')
     classes, where = class_names(cfg_path, num_classes)
+    resize = _train_resize(cfg)
     print_log(f'compress: teacher {source or cfg_path}: {num_classes} classes (names from '
-              f'{where}), crop {crop[0]}x{crop[1]}', logger='current')
+              f'{where}), crop {crop[0]}x{crop[1]}, pool images resized '
+              + (f'as the teacher trained: scale {resize["scale"]} x {resize["ratio_range"]}'
+                 if resize else 'around the crop: scale (w, h) of the crop x (0.5, 2.0)'),
+              logger='current')
     return TeacherSpec(given=given, cfg_path=cfg_path, checkpoint=checkpoint,
                        num_classes=num_classes, classes=classes, preprocessor=preprocessor,
-                       crop=crop, test_pipeline=pipeline, source=source)
+                       crop=crop, test_pipeline=pipeline, source=source, train_resize=resize)
 
 
 def scored_bn_layers(teacher_cfg_path):

@@ -89,3 +89,29 @@ def test_class_names_from_the_dataset_else_the_metafile_else_numbered(tmp_path, 
     bare.write_text((tmp_path / 'dfssnames' / '.mim' / 'configs' / 'seg' / 'city19.py')
                     .read_text())
     assert class_names(str(bare), 19)[0] == [f'class_{i}' for i in range(19)]  # no metafile
+
+
+def test_pool_images_are_resized_as_the_teacher_trained(tmp_path, repo_root):
+    """The pool's training resize is the teacher config's own RandomResize (a zoo
+    Cityscapes teacher: (2048, 1024) x (0.5, 2.0); the synthetic one: (96, 96) x
+    (0.75, 1.25)); a bare teacher config (a model only) gets MMSeg's (0.5, 2.0) around
+    the crop."""
+    from mmengine.config import Config
+
+    from mmseg_dfss.apis.compress.dfss_config import Name, train_pipeline
+    from mmseg_dfss.apis.compress.teacher_spec import read_teacher
+
+    def resize_of(cfg_path, **kw):
+        spec = read_teacher(cfg_path, cfg_path, None, **kw)
+        (resize, ) = [t for t in train_pipeline(spec.crop, spec.train_resize)
+                      if t['type'] == 'RandomResize']
+        return resize['scale'], resize['ratio_range']
+
+    assert resize_of(f'mmseg::deeplabv3/{NAME}.py') == ((2048, 1024), (0.5, 2.0))
+    synthetic = osp.join(repo_root, 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py')
+    assert resize_of(synthetic) == ((96, 96), (0.75, 1.25))
+    bare = tmp_path / 'bare.py'
+    bare.write_text(f'model = {Config.fromfile(synthetic).model.to_dict()!r}\n')
+    assert resize_of(str(bare), crop=(48, 80)) == ((80, 48), (0.5, 2.0))
+    written = train_pipeline(Name('crop_size'))[1]['scale']  # the written config's variable
+    assert written == 'crop_size[::-1]'
