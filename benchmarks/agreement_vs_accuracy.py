@@ -4,10 +4,11 @@
         [--demo-dir work_dirs/demo] [--work-dir work_dirs/agreement_vs_accuracy]
         [--num-pool 300] [--num-rooms 100]
 
-Run after ``python tools/demo.py`` (whose DFSS run keeps 3 checkpoints) and more
-DFSS runs of the demo's config under ``DEMO/dfss/<name>/`` (``--full``'s, or others).
-For each model (the labelled reference, ADS + WDPD at 1/3, 2/3 and all of its
-iterations, the last checkpoint of every other DFSS run), it reports:
+Run after ``python tools/demo.py`` (whose DFSS run, ``tools/compress.py`` into
+``DEMO/compress``, keeps 3 checkpoints) and more DFSS runs of the demo's config under
+``DEMO/dfss/<name>/`` (``--full``'s, or others). For each model (the labelled
+reference, the compress run at 1/3, 2/3 and all of its iterations, the last checkpoint
+of every other DFSS run), it reports:
 
 - mIoU against the teacher (``TeacherLabeledDataset``) on synthetic images no model
   trained on: a fresh open-world pool (generator seed 1) and fresh rooms (seed 1,
@@ -63,26 +64,39 @@ def miou(model, ds):
     return ev.evaluate(len(ds))['mIoU']
 
 
+def _iters(path):
+    return int(osp.basename(path).split('_')[-1][:-4])
+
+
 def models(demo):
-    """``[(name, checkpoint, loader)]`` of the demo's trained models that exist."""
+    """``[(name, checkpoint, loader)]`` of the demo's trained models that exist: the
+    labelled reference, every checkpoint of the DFSS run of ``tools/compress.py`` (its
+    training folder from ``DEMO/compress/report.json``), the last of each other DFSS run
+    under ``DEMO/dfss/`` (``--full``'s)."""
     from mmengine.config import Config
 
     from mmseg_dfss.core import build_frozen_segmentor
     from mmseg_dfss.utils.label_free import load_student
-    dfss_cfg = Config.fromfile(DFSS_CFG)
+    dfss_cfg = Config.fromfile(DFSS_CFG)  # the same student architecture as compress's
     out = []
     ref = osp.join(demo, 'student_labels', 'iter_1500.pth')
     if osp.isfile(ref):
         out.append(('reference (rooms + labels)', ref,
                     lambda: build_frozen_segmentor(STUDENT_CFG, ref, 'student')))
+    runs = []
+    report = osp.join(demo, 'compress', 'report.json')
+    if osp.isfile(report):
+        with open(report) as f:
+            train_dir = json.load(f)['train']['work_dir']
+        runs.append(('compress', sorted(glob.glob(osp.join(train_dir, 'iter_*.pth')),
+                                        key=_iters)))
     for run in sorted(d for d in glob.glob(osp.join(demo, 'dfss', '*')) if osp.isdir(d)):
-        ckpts = sorted(glob.glob(osp.join(run, 'iter_*.pth')),
-                       key=lambda p: int(p.split('_')[-1][:-4]))
-        if not osp.basename(run).startswith('ads_wdpd'):
-            ckpts = ckpts[-1:]  # every checkpoint of the main DFSS run, the last of others
+        runs.append((osp.basename(run), sorted(glob.glob(osp.join(run, 'iter_*.pth')),
+                                               key=_iters)[-1:]))
+    for name, ckpts in runs:
         for ck in ckpts:
-            label = f'DFSS {osp.basename(run)} @ {osp.basename(ck)[5:-4]} it'
-            out.append((label, ck, lambda ck=ck: load_student(dfss_cfg, ck, 'cpu')))
+            out.append((f'DFSS {name} @ {_iters(ck)} it', ck,
+                        lambda ck=ck: load_student(dfss_cfg, ck, 'cpu')))
     return out
 
 

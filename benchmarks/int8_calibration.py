@@ -54,7 +54,7 @@ def last_checkpoint(folder):
 def demo_paths(args):
     """The demo's files (tools/demo.py's layout), each overridable."""
     d = osp.abspath(args.demo_dir)
-    dist = args.distill_dir or osp.join(d, 'dfss', 'ads_wdpd_seed0')
+    dist = args.distill_dir or osp.join(d, 'compress')
     teacher = args.teacher_checkpoint or last_checkpoint(osp.join(d, 'teacher'))
     opts = {'model.teacher_checkpoint': teacher,  # the ADS wrapper takes the model's
             'train_dataloader.dataset.dataset.data_root': osp.join(d, 'data', 'pool'),
@@ -127,7 +127,7 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--demo-dir', default='work_dirs/demo')
     p.add_argument('--distill-dir', help='the DFSS run (its student/ folder; default: the '
-                   "demo's dfss/ads_wdpd_seed0)")
+                   "demo's compress run, DEMO/compress)")
     p.add_argument('--teacher-checkpoint', help="default: the demo's last teacher/iter_*.pth")
     p.add_argument('--cache-dir', help="the ADS score cache (default: the demo's ads_cache)")
     p.add_argument('--eps', type=int, default=600, help="the DFSS run's eps (the demo's 600)")

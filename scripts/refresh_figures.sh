@@ -20,8 +20,8 @@ mkdir -p "$OUT"
 python tools/demo.py --work-dir "$W" | tee "$OUT/demo.log"
 OMP_NUM_THREADS=1 python benchmarks/agreement_vs_accuracy.py --demo-dir "$W" \
     --work-dir "$OUT/agreement_vs_accuracy" | tee "$OUT/agreement.log"
-python tools/compare_predictions.py configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py \
-    "$W/dfss/ads_wdpd_seed0/iter_1500.pth" \
+python tools/compare_predictions.py "$W/compress/dfss_config.py" \
+    "$W/compress/student/student.pth" \
     --teacher-checkpoint "$W/teacher/iter_1500.pth" \
     --images "$OUT/agreement_vs_accuracy/agreement_data/scenes/img_dir/test" \
     --cache-dir "$OUT/agreement_vs_accuracy/teacher_labels" --out "$OUT/compare_predictions" --num 4 2>&1 | tee "$OUT/compare.log"

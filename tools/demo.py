@@ -12,7 +12,9 @@ of every step is printed and its log kept under the work dir):
 4. score the pool with ADS (and, for comparison, random and confidence sampling),
    and compare its four sub-domains as separate pools (``tools/compare_pools.py``:
    entropy, ADS distance, the merged selection, the paper's Sec. 3.2 verdicts);
-5. distill the student with DFSS (ADS + WDPD) from pool images only;
+5. distill the student with DFSS (ADS + WDPD) from pool images only, through the one
+   command ``tools/compress.py`` (select, train, judge, ship, report under
+   ``WORK/compress``);
 6. evaluate all on the rooms' test split, the DFSS student through its plain-MMSeg
    export; write ``results.md`` and the figures.
 
@@ -35,13 +37,16 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER_CFG = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
 STUDENT_CFG = 'configs/synthetic/deeplabv3_mbv2-tiny_synthetic.py'
+# the DFSS student's architecture (STUDENT_CFG without its auxiliary head), as the recipe
+DFSS_STUDENT_CFG = 'configs/students/deeplabv3_mbv2-tiny_synthetic.py'
 DFSS_CFG = 'configs/synthetic/dfss_r18-tiny_to_mbv2-tiny_synthetic.py'
 
 SETTINGS = {
     'default': dict(num_train=300, num_test=100, pool_size=2000, num_samples=600,
-                    teacher_iters=1500, student_iters=1500, distill_iters=1500),
-    'tiny': dict(num_train=24, num_test=8, pool_size=64, num_samples=24, teacher_iters=10,
-                 student_iters=10, distill_iters=10),
+                    val_images=200, teacher_iters=1500, student_iters=1500,
+                    distill_iters=1500),
+    'tiny': dict(num_train=24, num_test=8, pool_size=64, num_samples=24, val_images=16,
+                 teacher_iters=10, student_iters=10, distill_iters=10),
 }
 SUBDOMAINS = ('near_rooms', 'streets', 'objects', 'textures')
 TABLE3 = [('random', 'vanilla'), ('confidence', 'vanilla'), ('ads', 'vanilla')]
@@ -116,19 +121,22 @@ class Demo:
             osp.join(self.logs, f'{name.replace("/", "_")}.train.log'))
         return out, ckpt
 
-    def evaluate(self, name, cfg, ckpt, plain_mmseg=False):
-        """mIoU in [0, 1] on the rooms' test split (cached next to the checkpoint)."""
-        result_file = osp.join(osp.dirname(ckpt), 'test_metrics.json')
+    def evaluate(self, name, cfg, ckpt, plain_mmseg=False, out_dir=None, opts=None):
+        """mIoU in [0, 1] on the rooms' test split (cached in ``out_dir``, by default
+        next to the checkpoint; ``opts``: the --cfg-options that point ``cfg`` there)."""
+        out_dir = out_dir or osp.dirname(ckpt)
+        os.makedirs(out_dir, exist_ok=True)
+        result_file = osp.join(out_dir, 'test_metrics.json')
         if osp.isfile(result_file) and osp.getmtime(result_file) >= osp.getmtime(ckpt):
             with open(result_file) as f:
                 return json.load(f)['mIoU'] / 100.0
-        out = osp.join(osp.dirname(ckpt), 'test')
+        out = osp.join(out_dir, 'test')
         if plain_mmseg:  # MMSeg's own tools/test.py, without this plugin
             from mmseg_dfss.utils import find_mmseg_tool
             tool = [find_mmseg_tool('test.py')]
         else:
             tool = ['tools/test.py']
-        run([*tool, cfg, ckpt, '--work-dir', out, '--cfg-options', *self.eval_opts()],
+        run([*tool, cfg, ckpt, '--work-dir', out, '--cfg-options', *(opts or self.eval_opts())],
             osp.join(self.logs, f'{name.replace("/", "_")}.test.log'))
         metrics = sorted(glob.glob(osp.join(out, '*', '*.json')), key=osp.getmtime)[-1]
         with open(metrics) as f:
@@ -164,6 +172,34 @@ class Demo:
         with open(summary) as f:
             return json.load(f)
 
+    def compress(self):
+        """Step 5 as a user runs it: ``tools/compress.py`` with the room teacher and the
+        pool folder, the recipe's eps, schedule, learning rate, batch and crop. Returns
+        the report (``WORK/compress/report.json``) and the shipped student's true mIoU on
+        the rooms (plain MMSeg's test.py on ``student/student.pth``)."""
+        out = osp.join(self.work, 'compress')
+        iters = self.s['distill_iters']
+        every = max(1, iters // 3)  # 3 checkpoints: benchmarks/agreement_vs_accuracy.py
+        run(['tools/compress.py', TEACHER_CFG, '--teacher-checkpoint', self.teacher_ckpt,
+             '--pool', osp.join(self.data, 'pool'), '--work-dir', out,
+             '--student', DFSS_STUDENT_CFG, '--eps', str(self.s['num_samples']),
+             '--val-images', str(self.s['val_images']), '--iters', str(iters),
+             '--batch-size', '8', '--lr', '0.02', '--crop', '64', '64',
+             '--seed', str(self.seed), '--cfg-options', f'train_cfg.val_interval={every}',
+             f'default_hooks.checkpoint.interval={every}',
+             'default_hooks.checkpoint.max_keep_ckpts=-1'],
+            osp.join(self.logs, 'compress.log'))
+        with open(osp.join(out, 'report.json')) as f:
+            report = json.load(f)
+        student = osp.join(out, 'student')
+        rooms = [f'test_dataloader.dataset.{k}={v}' for k, v in (
+            ('data_root', osp.join(self.data, 'scenes')), ('data_prefix.img_path', 'img_dir/test'),
+            ('data_prefix.seg_map_path', 'ann_dir/test'), ('img_suffix', '.png'))]
+        miou = self.evaluate('compress', osp.join(student, 'student_config.py'),
+                             osp.join(student, 'student.pth'), plain_mmseg=True,
+                             out_dir=osp.join(self.work, 'compress_test'), opts=rooms)
+        return report, miou
+
     def distill(self, strategy, mode, seed):
         name = f'dfss/{strategy}_{mode}_seed{seed}'
         opts = (self.ads_opts(strategy, seed) + self.eval_opts()
@@ -188,6 +224,31 @@ def subdomain_mix(scores_csv, pool_csv):
                 rel = osp.join(*row['img_path'].split(os.sep)[-2:])
                 counts[tags[rel]] = counts.get(tags[rel], 0) + 1
     return counts
+
+
+def kept_mix(paths, pool_csv):
+    """Sub-domain counts of the images compress kept (absolute paths in the pool)."""
+    with open(pool_csv) as f:
+        tags = {row['filename']: row['subdomain'] for row in csv.DictReader(f)}
+    counts = {}
+    for p in paths:
+        tag = tags[osp.join(*p.split(os.sep)[-2:])]
+        counts[tag] = counts.get(tag, 0) + 1
+    return counts
+
+
+def compress_lines(report, out):
+    """results.md's lines of the compress report's headline numbers."""
+    j, s, t = report['judge'], report['ship'], report['train']
+    c = s['compression']['ratio']
+    return [f'The DFSS student is the one command\'s (`{out}/report.html`, its command in '
+            f'`{out}/report.json`): agreement with the teacher **{j["miou"]:.1f}** mIoU on '
+            f'{j["num_images"]} held-out pool images (agreement, not accuracy), shipped from '
+            f'`{osp.basename(t["checkpoint"])}` (best agreement of {t["iters"]} iterations); '
+            f'ONNX max abs difference {s["max_abs_diff"]:.2g}; {c["params"]:.1f}x fewer '
+            f'parameters and {c["flops"]:.1f}x fewer FLOPs than the teacher; latency teacher / '
+            f'student on this CPU {c["pytorch_s"]:.2f} in PyTorch, {c["onnxruntime_s"]:.2f} '
+            'in onnxruntime (above 1: the student is faster).']
 
 
 def sample_grid(data_root, out_png, per_row=8):
@@ -299,8 +360,9 @@ def main():
     log('4/6 the sub-domains compared as separate pools (tools/compare_pools.py)')
     comparison = demo.compare()
 
-    log('5/6 DFSS: distilling the student from ADS-selected pool images with WDPD')
-    dfss = demo.distill('ads', 'wdpd', args.seed)
+    log('5/6 DFSS: distilling the student from ADS-selected pool images with WDPD '
+        '(tools/compress.py)')
+    report, dfss = demo.compress()
 
     log('6/6 evaluation on the rooms test split')
     teacher = demo.evaluate('teacher', TEACHER_CFG, demo.teacher_ckpt)
@@ -317,16 +379,18 @@ def main():
         '', f'mIoU (%) on the synthetic rooms test split ({setting["num_test"]} images, '
         f'native 96 px); teacher/student trained {setting["teacher_iters"]} iterations, '
         f'DFSS student distilled {setting["distill_iters"]} iterations on eps = {eps} of '
-        f'{pool} pool images (seed {args.seed}).', '',
+        f'{pool} pool images by `tools/compress.py` (seed {args.seed}).', '',
         '| model | training data | mIoU |', '| --- | --- | --- |',
         f'| Teacher DeepLabV3-R18-tiny | rooms + labels | {fmt([teacher])} |',
         f'| Student DeepLabV3-MBv2-tiny | rooms + labels (upper reference) | {fmt([upper])} |',
         f'| Student DFSS (ADS + WDPD) | pool only, no labels | {fmt([dfss])} |', '',
+        *compress_lines(report, 'compress'), '',
         f'Sub-domains of the eps = {eps} images each sampler keeps:', '',
         '| sampler | ' + ' | '.join(('near_rooms', 'streets', 'objects', 'textures')) + ' |',
         '| --- | --- | --- | --- | --- |'
     ]
-    for s in ('ads', 'random', 'confidence'):
+    mixes['ads (compress)'] = kept_mix(report['select']['kept'], pool_csv)
+    for s in ('ads', 'ads (compress)', 'random', 'confidence'):
         lines.append(f'| {s} | ' + ' | '.join(
             str(mixes[s].get(k, 0)) for k in ('near_rooms', 'streets', 'objects', 'textures'))
             + ' |')

@@ -31,18 +31,27 @@ def test_the_demo_folder_is_only_read(tmp_path, repo_root, synthetic_root, teach
     student = build_frozen_segmentor(osp.join(repo_root, STUDENT), allow_random_teacher=True)
     (demo / 'student_labels').mkdir()
     torch.save({'state_dict': student.state_dict()}, demo / 'student_labels' / 'iter_1500.pth')
-    (demo / 'dfss' / 'ads_wdpd_seed0').mkdir(parents=True)
     dfss_student = build_frozen_segmentor(
         student_config(Config.fromfile(osp.join(repo_root, DFSS))).model, allow_random_teacher=True)
-    torch.save({'state_dict': {f'student.{k}': v for k, v in dfss_student.state_dict().items()}},
-               demo / 'dfss' / 'ads_wdpd_seed0' / 'iter_500.pth')
+    state = {'state_dict': {f'student.{k}': v for k, v in dfss_student.state_dict().items()}}
+    # the demo's DFSS run: tools/compress.py's training folder, named by its report
+    train_dir = demo / 'compress' / 'train' / '0123abcd'
+    train_dir.mkdir(parents=True)
+    for it in (1000, 500):
+        torch.save(state, train_dir / f'iter_{it}.pth')
+    (demo / 'compress' / 'report.json').write_text(
+        json.dumps({'train': {'work_dir': str(train_dir)}}))
+    (demo / 'dfss' / 'random_vanilla_seed0').mkdir(parents=True)  # --full's: the last only
+    for it in (500, 1500):
+        torch.save(state, demo / 'dfss' / 'random_vanilla_seed0' / f'iter_{it}.pth')
     before = _snapshot(demo)
     work = tmp_path / 'agreement'
     tool('benchmarks/agreement_vs_accuracy.py', '--demo-dir', demo, '--work-dir', work,
          '--num-pool', 3, '--num-rooms', 3)
     assert _snapshot(demo) == before
     result = json.loads((work / 'agreement.json').read_text())
-    assert [r['model'] for r in result['rows']] == ['reference (rooms + labels)',
-                                                    'DFSS ads_wdpd_seed0 @ 500 it']
+    assert [r['model'] for r in result['rows']] == [
+        'reference (rooms + labels)', 'DFSS compress @ 500 it', 'DFSS compress @ 1000 it',
+        'DFSS random_vanilla_seed0 @ 1500 it']
     assert result['num_pool'] == result['num_rooms'] == 3
     assert (work / 'agreement_data' / 'pool').is_dir() and (work / 'teacher_labels').is_dir()

@@ -2,6 +2,7 @@
 (about a dozen tool runs: marked slow, CI runs it with the other slow tests)."""
 import csv
 import json
+import os
 import os.path as osp
 from collections import Counter
 
@@ -22,6 +23,11 @@ def _cells(table, first):
     return [c.strip() for c in line.strip().strip('|').split('|')][1:]
 
 
+def _mtimes(root):
+    return {osp.join(d, f): os.stat(osp.join(d, f)).st_mtime_ns
+            for d, _, files in os.walk(root) for f in files}
+
+
 def _miou(path):
     """The mIoU (%) a model's test run wrote, as the table prints it."""
     with open(path) as f:
@@ -40,16 +46,22 @@ def test_tiny_demo_runs_end_to_end_and_is_reused(tmp_path, tool):
     assert _cells(table, 'Student DeepLabV3-MBv2-tiny') == [
         'rooms + labels (upper reference)',
         _miou(osp.join(work, 'student_labels', 'test_metrics.json'))]
+    # the DFSS student is tools/compress.py's shipped one, tested by plain MMSeg
     assert _cells(table, 'Student DFSS (ADS + WDPD)') == [
-        'pool only, no labels',
-        _miou(osp.join(work, 'dfss', 'ads_wdpd_seed0', 'student', 'test_metrics.json'))]
+        'pool only, no labels', _miou(osp.join(work, 'compress_test', 'test_metrics.json'))]
+    with open(osp.join(work, 'compress', 'report.json')) as f:
+        report = json.load(f)
+    assert len(report['select']['kept']) == 24 and report['judge']['num_images'] == 16
+    assert f"agreement with the teacher **{report['judge']['miou']:.1f}** mIoU" in table
     # each sampler's row: the sub-domains of the eps = 24 images its CSV marks kept
     with open(osp.join(work, 'data', 'pool', 'pool.csv'), newline='') as f:
         tags = {r['filename']: r['subdomain'] for r in csv.DictReader(f)}
     mixes = {}
+    kept_by = {'ads (compress)': report['select']['kept']}
     for strategy in ('ads', 'random', 'confidence'):
         with open(osp.join(work, 'ads', f'scores_{strategy}.csv'), newline='') as f:
-            kept = [r['img_path'] for r in csv.DictReader(f) if r['selected'] == '1']
+            kept_by[strategy] = [r['img_path'] for r in csv.DictReader(f) if r['selected'] == '1']
+    for strategy, kept in kept_by.items():
         found = Counter(tags[name] for path in kept for name in tags
                         if path.endswith(osp.sep + name))
         assert sum(found.values()) == len(kept) == 24
@@ -58,8 +70,6 @@ def test_tiny_demo_runs_end_to_end_and_is_reused(tmp_path, tool):
         assert _cells(table, strategy) == mixes[strategy]
     assert mixes['ads'] != mixes['random']
     assert table in proc.stdout  # printed, not only written
-    # the DFSS student was evaluated through its plain-MMSeg export
-    assert osp.isfile(osp.join(work, 'dfss', 'ads_wdpd_seed0', 'student', 'student.pth'))
     for fig in ('figures/synthetic_samples.png', 'figures/distribution_tsne.png',
                 'ads/d_hist.png', 'ads/gallery.png', 'ads/subdomain_mix.png'):
         _valid_png(osp.join(work, fig))
@@ -74,7 +84,9 @@ def test_tiny_demo_runs_end_to_end_and_is_reused(tmp_path, tool):
     for fig in ('distance_hist.png', 'entropy_hist.png', 'merge_mix.png'):
         _valid_png(osp.join(work, 'compare', fig))
 
+    compress_files = _mtimes(osp.join(work, 'compress'))
     again = tool('tools/demo.py', '--tiny', '--work-dir', work)
-    assert 'teacher: reusing' in again.stdout and 'dfss/ads_wdpd_seed0: reusing' in again.stdout
+    assert 'teacher: reusing' in again.stdout
+    assert _mtimes(osp.join(work, 'compress')) == compress_files  # compress reused every stage
     assert '$ python tools/train.py' not in again.stdout
     assert '$ python tools/compare_pools.py' not in again.stdout
