@@ -10,12 +10,12 @@ from ...core.shared_teacher import resolve_shared
 from .dfss_config import write_config
 from .errors import CompressError
 from .judge_stage import run_judge
+from .launch import select, train
 from .plan import make_plan
 from .report import REPORT_HTML, REPORT_JSON, report_data, write_report
-from .select_stage import run_select, select_key_parts
+from .select_stage import select_key_parts
 from .ship_stage import run_ship
 from .stage_stamp import digest, finished, mark_finished
-from .train_stage import run_train
 
 STAGES = ('select', 'train', 'judge', 'ship', 'report')
 
@@ -77,14 +77,15 @@ def compress(argv):
     wd = plan.work_dir
     keys = {}
     keys['select'] = digest('select', select_key_parts(cfg))
-    keys['train'] = digest('train', keys['select'], cfg.to_dict())
+    keys['train'] = digest('train', keys['select'], cfg.to_dict(), *plan.launch.key_parts())
     keys['judge'] = digest('judge', keys['train'], plan.val_dataset)
     keys['ship'] = digest('ship', keys['train'])
     results = {}
     results['select'] = stage(wd, 'select', keys['select'],
-                              lambda: run_select(cfg, osp.join(wd, 'select')))
+                              lambda: select(plan.launch, cfg, config_path, osp.join(wd, 'select')))
     train_dir = osp.join(wd, 'train', keys['train'][:12])
-    results['train'] = stage(wd, 'train', keys['train'], lambda: run_train(cfg, train_dir))
+    results['train'] = stage(wd, 'train', keys['train'],
+                             lambda: train(plan.launch, cfg, config_path, train_dir))
     ckpt = results['train']['checkpoint']
     results['judge'] = stage(
         wd, 'judge', keys['judge'],
@@ -119,4 +120,4 @@ def main(argv=None):
         sys.stdout.flush()
         sys.stderr.flush()
         print(f'compress: error: {e}', file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise SystemExit(getattr(e, 'exit_code', 2)) from None
