@@ -65,14 +65,14 @@ def _judge_dataset(cfg):
 
 def compress(argv):
     """Runs the command line ``argv``; returns the report data (None for --dry-run)."""
+    from mmengine.registry import init_default_scope
     plan = make_plan(argv)
+    init_default_scope('mmseg')  # the config's BN layers are read from a built teacher
     config_path = write_config(plan)
     say(f'config: {config_path}')
     if plan.dry_run:
         say('dry run: stopping after the config')
         return None
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmseg')
     cfg = resolve_shared(Config.fromfile(config_path))  # the teacher named once, in model
     wd = plan.work_dir
     keys = {}
