@@ -155,10 +155,16 @@ def test_demo_scale_run_distils_a_student_that_agrees_beyond_chance(
     assert set(report['commands']) >= {'select', 'train', 'judge', 'ship'}
     table = report['ship']['compression']
     assert table['teacher']['params'] > table['student']['params'] > 0
-    # a student of the same config with random weights, judged on the same images
+    # students of the same config with random weights, judged on the same images: one
+    # that predicts the teacher's most frequent class everywhere scores ~20 here, so
+    # the bar is the best of several
     cfg = str(work / 'student' / 'student_config.py')
-    torch.manual_seed(0)
-    random_student = init_model(Config.fromfile(cfg), None, device='cpu')
-    chance = true_miou(random_student, cfg)
-    assert chance['num_images'] == 30
-    assert report['judge']['miou'] > chance['miou'] + 5, (report['judge']['miou'], chance)
+    chance = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        student = init_model(Config.fromfile(cfg), None, device='cpu')  # torch's init
+        chance.append(true_miou(student, cfg)['miou'])
+        torch.manual_seed(seed)
+        student.init_weights()  # the config's init, as training starts from
+        chance.append(true_miou(student, cfg)['miou'])
+    assert report['judge']['miou'] > max(chance) + 5, (report['judge']['miou'], chance)

@@ -140,6 +140,18 @@ def _say(text):
     print(f'[compress] {text}', flush=True)
 
 
+def _die_with_parent():
+    """In the job's process (Linux): SIGTERM when the command dies, even by SIGKILL, so
+    no orphaned job keeps writing into the work dir that a rerun resumes from
+    (torchrun passes the signal on to its workers; srun cancels its tasks)."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_job(stage, env, argv, log_path):
     """Runs ``argv`` with ``env`` added, its output streamed to this terminal and
     appended to ``log_path``; a non-zero exit raises :class:`LaunchError`."""
@@ -153,7 +165,9 @@ def run_job(stage, env, argv, log_path):
         log.write(f'# {time.strftime("%Y-%m-%d %H:%M:%S")} {shown}\n'.encode())
         log.flush()
         proc = subprocess.Popen(argv, env=dict(os.environ, **env), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent if sys.platform.startswith(
+                                    'linux') else None)
         try:
             while True:  # bytes as they come: progress bars redraw with '\r'
                 chunk = os.read(proc.stdout.fileno(), 65536)

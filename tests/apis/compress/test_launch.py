@@ -9,9 +9,11 @@ import json
 import os
 import os.path as osp
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -211,6 +213,49 @@ def test_two_processes_select_what_one_selects_and_train_with_ddp(
     assert last == ('compress: error: the train stage failed (torchrun exited with 1); its '
                     f'output is in {failed[0]}')
     assert 'apis/compress/launch.py' not in proc.stdout  # no traceback of this process
+
+
+@pytest.mark.slow
+def test_a_killed_command_takes_its_job_down_and_the_rerun_resumes_training(
+        tmp_path, synthetic_root, teacher_ckpt, repo_root, tool):
+    """SIGKILL of the command alone (not its process group) during a 2-process
+    training: the job stops too; the same command again resumes from the last
+    checkpoint and finishes."""
+    from log_utils import read_scalars
+    work = tmp_path / 'w'
+    argv = _args(osp.join(synthetic_root, 'pool'), work, teacher_ckpt, '--gpus', '2')
+    argv[argv.index('--iters') + 1] = '10'  # a checkpoint every 2 iterations
+    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1')
+    proc = subprocess.Popen([sys.executable, 'tools/compress.py', *argv], cwd=repo_root,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while not glob.glob(str(work / 'train' / '*' / 'iter_4.pth')):
+            assert proc.poll() is None and time.time() < deadline, 'no checkpoint before exit'
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 120
+        while True:  # torchrun and both workers end with the command
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.time() < deadline, 'the job outlived the command'
+            time.sleep(0.2)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not (work / 'report.json').exists()
+    out = tool('tools/compress.py', *argv).stdout
+    assert '[compress] select: reused' in out and '[compress] train: started' in out
+    train_dir = _report(work)['train']['work_dir']
+    resumed = sorted(r['step'] for r in read_scalars(train_dir)[0])
+    assert resumed[0] > 4 and resumed[-1] == 10  # continued after a saved checkpoint
+    assert osp.isfile(osp.join(train_dir, 'iter_10.pth'))
 
 
 FAKE_SRUN = textwrap.dedent('''\
