@@ -25,8 +25,7 @@ from .errors import CompressError
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 LAUNCH_LOG = 'launch.log'
-# what tools/slurm_train.sh reads from the environment, and its defaults
-SLURM_ENV = ('GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS')
+# tools/slurm_train.sh's defaults (it reads GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS)
 DEFAULT_CPUS_PER_TASK = 5
 MAX_GPUS_PER_NODE = 8
 
@@ -97,12 +96,11 @@ def launch_settings(args):
             if value is not None and not (value.isdigit() and int(value) > 0):
                 raise CompressError(f'--launcher slurm: {name}={value!r} is not a positive '
                                     'integer')
-        if not osp.isdir(osp.join(REPO_ROOT, 'tools')):
-            raise CompressError(f'--launcher slurm: the tools are not found under '
-                                f'{REPO_ROOT} (run from a checkout of mmseg-dfss)')
-    elif launcher == 'pytorch' and not osp.isdir(osp.join(REPO_ROOT, 'tools')):
-        raise CompressError(f'--gpus {gpus}: the tools are not found under {REPO_ROOT} '
-                            '(run from a checkout of mmseg-dfss)')
+    elif args.partition:
+        raise CompressError('--partition is an option of --launcher slurm')
+    if launcher != 'none' and not osp.isdir(osp.join(REPO_ROOT, 'tools')):
+        raise CompressError(f'--launcher {launcher}: the tools it launches are not found '
+                            f'under {REPO_ROOT} (run from a checkout of mmseg-dfss)')
     return Launch(launcher=launcher, processes=gpus, partition=args.partition,
                   job_name=args.job_name)
 

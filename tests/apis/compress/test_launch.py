@@ -48,6 +48,8 @@ def test_launch_settings_that_cannot_run_say_one_line(tmp_path, capsys, monkeypa
     assert '--gpus must be >= 1' in _error_line(capsys, argv + ['--gpus', '0'])
     line = _error_line(capsys, argv + ['--gpus', '2', '--launcher', 'none'])
     assert '--gpus 2 needs a launcher' in line
+    line = _error_line(capsys, argv + ['--gpus', '2', '--partition', 'gpu'])
+    assert '--partition is an option of --launcher slurm' in line
     empty = tmp_path / 'bin'
     empty.mkdir()
     monkeypatch.setenv('PATH', str(empty))
@@ -250,6 +252,7 @@ def test_a_killed_command_takes_its_job_down_and_the_rerun_resumes_training(
         except ProcessLookupError:
             pass
     assert not (work / 'report.json').exists()
+    assert not glob.glob(str(work / 'train' / '*' / 'iter_10.pth'))  # no orphan trained on
     out = tool('tools/compress.py', *argv).stdout
     assert '[compress] select: reused' in out and '[compress] train: started' in out
     train_dir = _report(work)['train']['work_dir']
