@@ -10,6 +10,7 @@ from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 from .errors import CompressError
+from .launch import Launch, add_launch_arguments, launch_settings
 from .student_spec import DEFAULT_PRESET, PRESETS, adapt_student
 from .teacher_spec import read_teacher, resolve_teacher_name
 
@@ -52,6 +53,7 @@ def build_parser():
     p.add_argument('--dry-run', action='store_true', help='write DIR/dfss_config.py and stop')
     p.add_argument('--allow-random-teacher', action='store_true',
                    help='no teacher checkpoint: random weights (tests only)')
+    add_launch_arguments(p)
     return p
 
 
@@ -75,6 +77,7 @@ class Plan:
     cfg_options: dict = field(default_factory=dict)
     dry_run: bool = False
     allow_random_teacher: bool = False
+    launch: Launch = field(default_factory=Launch)
 
     def path(self, *parts):
         return osp.join(self.work_dir, *parts)
@@ -180,6 +183,7 @@ def make_plan(argv):
     """Parses ``argv`` and checks it: a :class:`Plan`, or :class:`CompressError`."""
     args = build_parser().parse_args(argv)
     work_dir = osp.abspath(args.work_dir)
+    launch = launch_settings(args)
     check_work_dir(work_dir)
     cfg_path, weights, source = resolve_teacher_name(args.teacher)
     checkpoint = args.teacher_checkpoint or weights
@@ -199,4 +203,5 @@ def make_plan(argv):
                 pools=pools, eps=eps, val_images=val, iters=args.iters,
                 batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                 val_dataset=args.val_dataset, cfg_options=dict(args.cfg_options or {}),
-                dry_run=args.dry_run, allow_random_teacher=args.allow_random_teacher)
+                dry_run=args.dry_run, allow_random_teacher=args.allow_random_teacher,
+                launch=launch)

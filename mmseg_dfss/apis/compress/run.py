@@ -10,13 +10,13 @@ from ...core.shared_teacher import resolve_shared
 from .dfss_config import config_text, write_config
 from .errors import CompressError
 from .judge_stage import run_judge
+from .launch import prescore, train
 from .plan import make_plan
 from .report import REPORT_HTML, REPORT_JSON, report_data, write_report
 from .pool_stage import pool_key_parts, run_pool
 from .select_stage import run_select, select_key_parts
 from .ship_stage import run_ship
 from .stage_stamp import digest, finished, mark_finished
-from .train_stage import run_train
 
 STAGES = ('pool', 'select', 'train', 'judge', 'ship', 'report')
 
@@ -74,7 +74,9 @@ def _judge_dataset(cfg):
 
 def compress(argv):
     """Runs the command line ``argv``; returns the report data (None for --dry-run)."""
+    from mmengine.registry import init_default_scope
     plan = make_plan(argv)
+    init_default_scope('mmseg')  # the config's BN layers are read from a built teacher
     wd = plan.work_dir
     keys, results = {}, {}
     all_pools = _all_pools_config(plan)
@@ -86,18 +88,22 @@ def compress(argv):
         say('dry run: stopping after the config')
         return None
     names = [n for n, _, _ in plan.pools]
-    results['pool'] = stage(wd, 'pool', keys['pool'],
-                            lambda: run_pool(all_pools, osp.join(wd, 'pool'), names))
+
+    def pool():
+        prescore(plan.launch, config_path, osp.join(wd, 'pool'))  # --gpus: sharded
+        return run_pool(all_pools, osp.join(wd, 'pool'), names)
+    results['pool'] = stage(wd, 'pool', keys['pool'], pool)
     config_path = write_config(plan, results['pool']['used'])  # the verdict's pools
     cfg = resolve_shared(Config.fromfile(config_path))  # the teacher named once, in model
     keys['select'] = digest('select', select_key_parts(cfg))
-    keys['train'] = digest('train', keys['select'], cfg.to_dict())
+    keys['train'] = digest('train', keys['select'], cfg.to_dict(), *plan.launch.key_parts())
     keys['judge'] = digest('judge', keys['train'], plan.val_dataset)
     keys['ship'] = digest('ship', keys['train'])
     results['select'] = stage(wd, 'select', keys['select'],
                               lambda: run_select(cfg, osp.join(wd, 'select')))
     train_dir = osp.join(wd, 'train', keys['train'][:12])
-    results['train'] = stage(wd, 'train', keys['train'], lambda: run_train(cfg, train_dir))
+    results['train'] = stage(wd, 'train', keys['train'],
+                             lambda: train(plan.launch, cfg, config_path, train_dir))
     ckpt = results['train']['checkpoint']
     results['judge'] = stage(
         wd, 'judge', keys['judge'],
@@ -132,4 +138,4 @@ def main(argv=None):
         sys.stdout.flush()
         sys.stderr.flush()
         print(f'compress: error: {e}', file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise SystemExit(getattr(e, 'exit_code', 2)) from None

@@ -33,3 +33,21 @@ def run_train(cfg, work_dir):
     return dict(checkpoint=best, best_agreement_miou=None if scores is None else float(scores),
                 iters=int(cfg.train_cfg.max_iters), work_dir=work_dir,
                 log_dir=runner.log_dir)
+
+
+def train_result(cfg, work_dir):
+    """:func:`run_train`'s numbers for a training another process ran in ``work_dir``
+    (a launched job): the best checkpoint, its agreement mIoU (from the message hub it
+    saved, read with the restricted loader) and the newest log folder."""
+    from ...core.teacher import load_checkpoint_file
+    best = best_checkpoint(work_dir)
+    if best is None:
+        raise RuntimeError(f'training in {work_dir} ended without a best_mIoU checkpoint: '
+                           'the validation did not run')
+    hub = load_checkpoint_file(best, 'best checkpoint').get('message_hub') or {}
+    score = (hub.get('runtime_info') or {}).get('best_score')
+    logs = sorted(d for d in glob.glob(osp.join(work_dir, '[0-9]' * 8 + '_' + '[0-9]' * 6))
+                  if osp.isdir(d))
+    return dict(checkpoint=best, best_agreement_miou=None if score is None else float(score),
+                iters=int(cfg.train_cfg.max_iters), work_dir=work_dir,
+                log_dir=logs[-1] if logs else None)
