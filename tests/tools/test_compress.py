@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_utils import snapshot as _snapshot
 import torch
 
 from mmseg_dfss.apis.compress import main
@@ -22,17 +23,6 @@ def _args(pool, work_dir, teacher_ckpt, *extra):
     return [TEACHER, '--pool', pool, '--work-dir', str(work_dir), '--teacher-checkpoint',
             teacher_ckpt, '--student', STUDENT, '--eps', '16', '--val-images', '4',
             '--iters', '2', '--batch-size', '2', *extra]
-
-
-def _snapshot(root):
-    """(path, size, mtime_ns, inode) of every file and folder under ``root``."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            st = os.lstat(osp.join(dirpath, name))
-            out.append((osp.relpath(osp.join(dirpath, name), root), st.st_size,
-                        st.st_mtime_ns, st.st_ino))
-    return sorted(out)
 
 
 def _flat_pool(folder, n=8):

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from cli_utils import flat_options
 import torch
 from checkpoint_server import CheckpointServer
 from PIL import Image
@@ -43,17 +44,6 @@ TO_LOCAL = textwrap.dedent('''\
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name='__main__')
     ''')
-
-
-def flat_options(prefix, overrides):
-    """``--cfg-options`` strings setting every leaf of ``overrides`` under ``prefix``."""
-    out = []
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            out += flat_options(f'{prefix}.{key}', value)
-        else:
-            out.append(f'{prefix}.{key}={value}')
-    return out
 
 
 def save_tiny_zoo_teacher(cfg_path, path):

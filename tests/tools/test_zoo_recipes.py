@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 import pytest
+from cli_utils import flat_options
 import torch
 import yaml
 from checkpoint_server import CheckpointServer
@@ -132,18 +133,6 @@ def make_pool(root):
 
 
 # --------------------------------------------------------------- the smoke run
-def flat_options(prefix, overrides):
-    """``--cfg-options`` strings setting every leaf of ``overrides`` under ``prefix``."""
-    out = []
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            out += flat_options(f'{prefix}.{key}', value)
-        else:
-            value = f'({value[0]},{value[1]})' if isinstance(value, tuple) else value
-            out.append(f'{prefix}.{key}={value}')
-    return out
-
-
 def tiny_options(val_root, pool, work, url):
     """Points a recipe at the fabricated data and shrinks it: the same shrunk teacher in
     the distiller and the ADS wrapper, 32x64 crops = the preprocessor size, eps 4 of 6,

@@ -16,6 +16,7 @@ import textwrap
 import time
 
 import pytest
+from cli_utils import snapshot as _snapshot
 
 from mmseg_dfss.apis.compress import main
 from mmseg_dfss.apis.compress.launch import (REPO_ROOT, Launch, LaunchError, job_command,
@@ -146,16 +147,6 @@ def _shards(work_dir):
         with open(part) as f:
             out[rank] = [json.loads(line)['path'] for line in f]
     return out
-
-
-def _snapshot(root):
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            st = os.lstat(osp.join(dirpath, name))
-            out.append((osp.relpath(osp.join(dirpath, name), root), st.st_size,
-                        st.st_mtime_ns, st.st_ino))
-    return sorted(out)
 
 
 def _assert_same_selection(one, two, eps):
