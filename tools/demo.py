@@ -35,6 +35,9 @@ import time
 import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+from mmseg_dfss.core.atomic_file import (atomic_write, open_for_append,  # noqa: E402
+                                         save_figure)
 TEACHER_CFG = 'configs/synthetic/deeplabv3_r18-tiny_synthetic.py'
 STUDENT_CFG = 'configs/synthetic/deeplabv3_mbv2-tiny_synthetic.py'
 # the DFSS student's architecture (STUDENT_CFG without its auxiliary head), as the recipe
@@ -62,10 +65,12 @@ def run(args, log_file):
     cmd = [sys.executable, *args]
     log('$ python ' + ' '.join(args) + f'   (log: {osp.relpath(log_file, REPO)})')
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    with open(log_file, 'w') as f:
+    with open_for_append(log_file) as f:  # a rerun appends; a planted link is refused
+        f.write(f'# {time.strftime("%Y-%m-%d %H:%M:%S")} $ python {" ".join(args)}\n'.encode())
+        f.flush()
         proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        with open(log_file) as f:
+        with open(log_file, errors='replace') as f:
             tail = f.read()[-4000:]
         sys.exit(f'demo step failed (exit {proc.returncode}); see {log_file}:\n{tail}')
 
@@ -141,7 +146,7 @@ class Demo:
         metrics = sorted(glob.glob(osp.join(out, '*', '*.json')), key=osp.getmtime)[-1]
         with open(metrics) as f:
             result = json.load(f)
-        with open(result_file, 'w') as f:
+        with atomic_write(result_file) as f:
             json.dump(result, f)
         return result['mIoU'] / 100.0
 
@@ -278,7 +283,7 @@ def sample_grid(data_root, out_png, per_row=8):
         ax.set_title(label, fontsize=8, loc='left')
         ax.axis('off')
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    save_figure(fig, out_png, dpi=110)
     plt.close(fig)
 
 
@@ -411,7 +416,7 @@ def main():
                   f'mIoU (%) mean ± std over seeds {seeds}', '',
                   '| vanilla | +WDD | +WDPD |', '| --- | --- | --- |',
                   '| ' + ' | '.join(fmt(results[k]) for k in TABLE4) + ' |']
-        with open(osp.join(work, 'full_results.json'), 'w') as f:
+        with atomic_write(osp.join(work, 'full_results.json')) as f:
             json.dump({f'{s}/{m}': v for (s, m), v in results.items()}, f, indent=1)
 
     lines += ['', 'Figures: `figures/synthetic_samples.png`, `ads/d_hist.png`, '
@@ -419,7 +424,7 @@ def main():
               '`compare/distance_hist.png`, `compare/entropy_hist.png`, '
               '`compare/merge_mix.png`.']
     text = '\n'.join(lines)
-    with open(osp.join(work, 'results.md'), 'w') as f:
+    with atomic_write(osp.join(work, 'results.md')) as f:
         f.write(text + '\n')
     print('\n' + text + '\n')
     log(f'done in {time.time() - start:.0f}s; outputs in {work}')

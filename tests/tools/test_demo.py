@@ -90,3 +90,24 @@ def test_tiny_demo_runs_end_to_end_and_is_reused(tmp_path, tool):
     assert _mtimes(osp.join(work, 'compress')) == compress_files  # compress reused every stage
     assert '$ python tools/train.py' not in again.stdout
     assert '$ python tools/compare_pools.py' not in again.stdout
+
+
+def test_a_step_log_is_appended_to_and_a_planted_link_is_refused(tmp_path, repo_root):
+    """tools/demo.py's step logs: a rerun appends to its own log; a link planted under a
+    log's name is refused, its target left as it was."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('demo_tool', osp.join(repo_root, 'tools',
+                                                                        'demo.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    log = tmp_path / 'step.log'
+    for k in range(2):
+        demo.run(['-c', f'print("run {k}")'], str(log))
+    assert [line for line in log.read_text().splitlines() if line.startswith('run')] == [
+        'run 0', 'run 1']
+    target = tmp_path / 'precious.txt'
+    target.write_text('keep')
+    (tmp_path / 'planted.log').symlink_to(target)
+    with pytest.raises(OSError, match='symbolic link'):
+        demo.run(['-c', 'print("x")'], str(tmp_path / 'planted.log'))
+    assert target.read_text() == 'keep'
