@@ -72,6 +72,22 @@ def _judge_dataset(cfg):
     return DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
 
 
+def headline(results):
+    """The command's last lines: agreement (named as such), the ONNX parity, the
+    compression and, with ``--val-dataset``, the accuracy on the labelled set."""
+    j, s = results['judge'], results['ship']
+    ratio = s['compression']['ratio']
+    lines = [f'agreement with the teacher (not accuracy): mIoU {j["miou"]:.2f} on '
+             f'{j["num_images"]} held-out images; ONNX max abs diff {s["max_abs_diff"]:.3g}; '
+             f'student {ratio["params"]:.1f}x fewer parameters; latency teacher/student here '
+             f'{ratio["pytorch_s"]:.2f} (PyTorch), {ratio["onnxruntime_s"]:.2f} (onnxruntime)']
+    if j.get('val_dataset'):
+        v = j['val_dataset']
+        lines.append(f'accuracy on {v["config"]}: mIoU {v["miou"]:.2f} on {v["num_images"]} '
+                     'labelled images')
+    return lines
+
+
 def compress(argv):
     """Runs the command line ``argv``; returns the report data (None for --dry-run)."""
     from mmengine.registry import init_default_scope
@@ -119,12 +135,9 @@ def compress(argv):
         js, ht = write_report(wd, data)
         return dict(json=js, html=ht)
     stage(wd, 'report', keys['report'], report)
-    j, s = results['judge'], results['ship']
     say(f'report: {osp.join(wd, REPORT_HTML)} (and {REPORT_JSON})')
-    say(f'agreement with the teacher (not accuracy): mIoU {j["miou"]:.2f} on '
-        f'{j["num_images"]} held-out images; ONNX max abs diff {s["max_abs_diff"]:.3g}; '
-        f'student {s["compression"]["ratio"]["params"]:.1f}x fewer parameters, '
-        f'{s["compression"]["ratio"]["pytorch_s"]:.1f}x faster in PyTorch here')
+    for line in headline(results):
+        say(line)
     return data
 
 
