@@ -293,6 +293,11 @@ def test_bad_inputs_say_one_line(tmp_path, capsys, synthetic_root, teacher_ckpt)
     line = _one_line(capsys, _args(pool, wd, evil))
     assert repr(evil) in line and 'refused' in line
 
+    no_loader = tmp_path / 'unlabelled.py'
+    no_loader.write_text("model = dict(type='EncoderDecoder')\n")
+    line = _one_line(capsys, _args(pool, wd, teacher_ckpt, '--val-dataset', str(no_loader)))
+    assert repr(str(no_loader)) in line and 'no test_dataloader.dataset' in line
+
     blocker = tmp_path / 'a_file'
     blocker.write_text('')
     line = _one_line(capsys, _args(pool, str(blocker / 'run'), teacher_ckpt))

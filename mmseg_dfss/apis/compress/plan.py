@@ -6,7 +6,7 @@ import os.path as osp
 import tempfile
 from dataclasses import dataclass, field
 
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 from .errors import CompressError
@@ -179,6 +179,22 @@ def check_checkpoint(checkpoint):
             from None
 
 
+def check_val_dataset(spec):
+    """``--val-dataset``: a readable config with a ``test_dataloader`` (else
+    ``val_dataloader``) that names a dataset; read, not built, before any work."""
+    if not osp.isfile(spec) and '::' not in spec:
+        raise CompressError(f'--val-dataset {spec!r} does not exist')
+    try:
+        cfg = Config.fromfile(spec)
+    except Exception as e:  # a config MMEngine cannot read: name it
+        raise CompressError(f'--val-dataset {spec!r} cannot be read: {type(e).__name__}: '
+                            f'{str(e).splitlines()[0] if str(e) else ""}') from None
+    loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
+    if not loader or not loader.get('dataset'):
+        raise CompressError(f'--val-dataset {spec!r} has no test_dataloader.dataset or '
+                            'val_dataloader.dataset: give a labelled MMSeg dataset config')
+
+
 def make_plan(argv):
     """Parses ``argv`` and checks it: a :class:`Plan`, or :class:`CompressError`."""
     args = build_parser().parse_args(argv)
@@ -196,8 +212,8 @@ def make_plan(argv):
     check_checkpoint(args.teacher_checkpoint)
     teacher = read_teacher(args.teacher, cfg_path, checkpoint, args.crop, source)
     student, changes = adapt_student(args.student, teacher)
-    if args.val_dataset and not osp.isfile(args.val_dataset) and '::' not in args.val_dataset:
-        raise CompressError(f'--val-dataset {args.val_dataset!r} does not exist')
+    if args.val_dataset:
+        check_val_dataset(args.val_dataset)
     return Plan(argv=list(argv), work_dir=work_dir, teacher=teacher,
                 student_name=args.student, student=student, student_changes=changes,
                 pools=pools, eps=eps, val_images=val, iters=args.iters,
