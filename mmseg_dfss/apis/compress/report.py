@@ -81,8 +81,9 @@ def _img(path, alt):
 
 
 def _table(rows):
-    cells = ''.join('<tr>' + ''.join(f'<td>{html.escape(str(c))}</td>' for c in r) + '</tr>'
-                    for r in rows)
+    """An HTML table; a float cell is shown to 4 significant digits (:func:`_num`)."""
+    cells = ''.join('<tr>' + ''.join(f'<td>{html.escape(str(_num(c)))}</td>' for c in r)
+                    + '</tr>' for r in rows)
     return f'<table>{cells}</table>'
 
 
@@ -104,7 +105,7 @@ def pool_html(pool, command):
         p = pool['pools'][name]
         d = p['distance']
         rows.append((name, p['num_images'], p['unreadable'], f'{p["entropy"]["mean"]:.3f}',
-                     _num(d['p5']), _num(d['p25']), _num(d['median']),
+                     d['p5'], d['p25'], d['median'],
                      p['selected_in_merge'], 'yes' if name in pool['used'] else 'no'))
     return ['<h2>Pool (DFSS Sec. 3.2: task relevance, Eq. 5; scale and richness, Eq. 6)</h2>',
             _table(rows), f'<p><b>Verdict</b>: {e(pool.get("verdict", ""))}</p>',
@@ -139,7 +140,7 @@ def report_html(data):
         *pool_html(data.get('pool') or {}, cmds['pool']),
         '<h2>Select (ADS, DFSS Sec. 3.3)</h2>',
         _table([('pool images', sel.get('pool_size')), ('unreadable', sel.get('unreadable')),
-                ('kept (eps)', sel.get('eps')), ('largest kept d', _num(sel.get('kept_d_max')))]
+                ('kept (eps)', sel.get('eps')), ('largest kept d', sel.get('kept_d_max'))]
                + [(f'pool {p["name"]}', p['images']) for p in data['pools']]),
         _img(sel.get('histogram'), 'histogram of d'), _img(sel.get('gallery'), 'gallery'),
         f'<p><code>{e(cmds["select"])}</code></p>',
