@@ -219,20 +219,8 @@ class Demo:
         return self.evaluate(name, student_cfg, student_ckpt, plain_mmseg=True)
 
 
-def subdomain_mix(scores_csv, pool_csv):
-    with open(pool_csv) as f:
-        tags = {row['filename']: row['subdomain'] for row in csv.DictReader(f)}
-    counts = {}
-    with open(scores_csv) as f:
-        for row in csv.DictReader(f):
-            if row['selected'] == '1':
-                rel = osp.join(*row['img_path'].split(os.sep)[-2:])
-                counts[tags[rel]] = counts.get(tags[rel], 0) + 1
-    return counts
-
-
 def kept_mix(paths, pool_csv):
-    """Sub-domain counts of the images compress kept (absolute paths in the pool)."""
+    """Sub-domain counts of kept pool images (paths ending in ``<subdomain>/<file>``)."""
     with open(pool_csv) as f:
         tags = {row['filename']: row['subdomain'] for row in csv.DictReader(f)}
     counts = {}
@@ -240,6 +228,13 @@ def kept_mix(paths, pool_csv):
         tag = tags[osp.join(*p.split(os.sep)[-2:])]
         counts[tag] = counts.get(tag, 0) + 1
     return counts
+
+
+def subdomain_mix(scores_csv, pool_csv):
+    """Sub-domain counts of the images a sampler's scores CSV marks kept."""
+    with open(scores_csv) as f:
+        kept = [row['img_path'] for row in csv.DictReader(f) if row['selected'] == '1']
+    return kept_mix(kept, pool_csv)
 
 
 def compress_lines(report, out):
